@@ -1,0 +1,1 @@
+"""Exchange matching service: accounts, limit orders, price-time matching on PostgreSQL."""

@@ -1,0 +1,1 @@
+"""The domain: commands, their results, and the transactions that carry them out."""

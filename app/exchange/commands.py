@@ -1,0 +1,79 @@
+"""What a client can ask the exchange to do, already validated.
+
+The protocol layer turns request documents into these value objects; the
+transaction module executes them. Numbers are `Decimal`, ids are exact text.
+"""
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CreateAccount:
+    account_id: str
+    balance: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSymbol:
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True)
+class MintShares:
+    symbol: str
+    account_id: str
+    shares: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    """Buy when `amount` > 0, sell when < 0; `limit` is the price per share."""
+
+    account_id: str
+    symbol: str
+    amount: Decimal
+    limit: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOrder:
+    account_id: str
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    account_id: str
+    order_id: int
+
+
+Command = CreateAccount | CreateSymbol | MintShares | PlaceOrder | QueryOrder | CancelOrder
+
+
+Echo = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One child of a request: a command to run, or the problem that stops it.
+
+    `echo` holds the request attributes its reply repeats, untouched by the
+    exchange. A `CreateSymbol` item has no reply of its own: the share grants
+    inside its `<symbol>` element answer instead.
+    """
+
+    echo: Echo
+    command: Command | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A whole request document, its items in document order.
+
+    `acting_account` is set for `<transactions>`: unless that account exists,
+    every item fails and nothing else happens.
+    """
+
+    items: tuple[Item, ...]
+    acting_account: str | None = None

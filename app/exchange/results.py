@@ -1,0 +1,56 @@
+"""What the exchange answers for each command, independent of the wire format."""
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution as seen from one of its two orders."""
+
+    shares: Decimal
+    price: Decimal
+    time: int  # whole seconds since the Unix epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    shares: Decimal
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order's state: open or canceled shares (never both), then fills, oldest first."""
+
+    order_id: int
+    open_shares: Decimal
+    canceled: Cancellation | None
+    fills: tuple[Fill, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    order: OrderView
+
+
+@dataclass(frozen=True, slots=True)
+class Canceled:
+    order: OrderView
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    reason: str
+
+
+Result = Created | Opened | Status | Canceled | Failed

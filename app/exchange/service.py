@@ -1,0 +1,63 @@
+"""Answer a whole request: its items in document order, each in its own transaction."""
+import logging
+
+from sqlalchemy.exc import DBAPIError
+
+from app.exchange.commands import (
+    CancelOrder,
+    Command,
+    CreateAccount,
+    CreateSymbol,
+    Echo,
+    MintShares,
+    PlaceOrder,
+    QueryOrder,
+    Request,
+)
+from app.exchange.errors import Reason, Rejected
+from app.exchange.results import Canceled, Created, Failed, Opened, Result, Status
+from app.exchange.transactions import Exchange
+
+log = logging.getLogger(__name__)
+
+
+def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
+    """One reply per item, in item order; a failure never undoes an earlier success."""
+    if request.acting_account is not None and not exchange.account_exists(
+        request.acting_account
+    ):
+        failure = Failed(Reason.NO_SUCH_ACCOUNT.value)
+        return [(item.echo, failure) for item in request.items]
+
+    replies = []
+    for item in request.items:
+        if item.problem is not None:
+            replies.append((item.echo, Failed(item.problem)))
+        elif isinstance(item.command, CreateSymbol):
+            exchange.create_symbol(item.command)
+        else:
+            replies.append((item.echo, _execute(exchange, item.command)))
+    return replies
+
+
+def _execute(exchange: Exchange, command: Command) -> Result:
+    try:
+        match command:
+            case CreateAccount():
+                exchange.create_account(command)
+                return Created()
+            case MintShares():
+                exchange.mint_shares(command)
+                return Created()
+            case PlaceOrder():
+                return Opened(exchange.place_order(command))
+            case QueryOrder():
+                return Status(exchange.query_order(command))
+            case CancelOrder():
+                return Canceled(exchange.cancel_order(command))
+    except Rejected as rejection:
+        return Failed(str(rejection))
+    except DBAPIError:
+        log.exception("database error while executing %r", command)
+        return Failed(Reason.DATABASE_UNAVAILABLE.value)
+    raise TypeError(f"no handler for {command!r}")

@@ -1,0 +1,152 @@
+"""The tables, declared once, with constraints that make impossible states unrepresentable.
+
+Money and shares are unconstrained `NUMERIC`: exact, never rounded. The
+audit trail the conservation laws need (opening balances, minted shares) is
+kept next to the state it explains.
+"""
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    Sequence,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+NUMBER = Numeric(asdecimal=True)
+
+
+def _timestamp(name: str, nullable: bool = False) -> Column:
+    """Microsecond timestamps from the database's clock, so every worker agrees."""
+    return Column(
+        name,
+        DateTime(timezone=True),
+        nullable=nullable,
+        server_default=None if nullable else func.clock_timestamp(),
+    )
+
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("balance", NUMBER, nullable=False),
+    Column("deposited", NUMBER, nullable=False),
+    _timestamp("created_at"),
+    CheckConstraint("id ~ '^[0-9]{1,64}$'", name="account_id_digits"),
+    CheckConstraint("balance >= 0", name="balance_not_negative"),
+    CheckConstraint("deposited >= 0", name="deposit_not_negative"),
+)
+
+symbols = Table(
+    "symbols",
+    metadata,
+    Column("symbol", Text, primary_key=True),
+    _timestamp("created_at"),
+    CheckConstraint("symbol ~ '^[A-Za-z0-9]{1,32}$'", name="symbol_alphanumeric"),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("symbol", Text, ForeignKey("symbols.symbol"), nullable=False),
+    Column("shares", NUMBER, nullable=False),
+    PrimaryKeyConstraint("account_id", "symbol"),
+    CheckConstraint("shares >= 0", name="position_not_negative"),
+)
+
+mints = Table(
+    "mints",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("symbol", Text, ForeignKey("symbols.symbol"), nullable=False),
+    Column("shares", NUMBER, nullable=False),
+    _timestamp("created_at"),
+    CheckConstraint("shares > 0", name="mint_positive"),
+)
+
+order_ids = Sequence("order_ids", metadata=metadata, start=1)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", BigInteger, order_ids, primary_key=True, server_default=order_ids.next_value()),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+    Column("symbol", Text, ForeignKey("symbols.symbol"), nullable=False),
+    Column("side", Text, nullable=False),
+    Column("shares", NUMBER, nullable=False),
+    Column("limit_price", NUMBER, nullable=False),
+    Column("open_shares", NUMBER, nullable=False),
+    Column("executed_shares", NUMBER, nullable=False, server_default=text("0")),
+    Column("canceled_shares", NUMBER, nullable=False, server_default=text("0")),
+    _timestamp("created_at"),
+    _timestamp("canceled_at", nullable=True),
+    CheckConstraint("side IN ('buy', 'sell')", name="order_side_valid"),
+    CheckConstraint("shares > 0", name="order_shares_positive"),
+    CheckConstraint("limit_price > 0", name="order_limit_positive"),
+    CheckConstraint("open_shares >= 0", name="order_open_not_negative"),
+    CheckConstraint("executed_shares >= 0", name="order_executed_not_negative"),
+    CheckConstraint("canceled_shares >= 0", name="order_canceled_not_negative"),
+    CheckConstraint(
+        "open_shares + executed_shares + canceled_shares = shares", name="order_shares_add_up"
+    ),
+    CheckConstraint(
+        "(canceled_at IS NULL) = (canceled_shares = 0) AND (canceled_at IS NULL OR open_shares = 0)",
+        name="order_cancel_consistent",
+    ),
+)
+
+# The book: best price first, then arrival (ids grow in arrival order per symbol,
+# because they are drawn under the symbol's lock). Only open orders are indexed,
+# so the index stays as small as the book however long the history grows.
+Index(
+    "book_buys",
+    orders.c.symbol,
+    orders.c.limit_price.desc(),
+    orders.c.id,
+    postgresql_where=(orders.c.side == "buy") & (orders.c.open_shares > 0),
+)
+Index(
+    "book_sells",
+    orders.c.symbol,
+    orders.c.limit_price,
+    orders.c.id,
+    postgresql_where=(orders.c.side == "sell") & (orders.c.open_shares > 0),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("symbol", Text, ForeignKey("symbols.symbol"), nullable=False),
+    Column("buy_order_id", BigInteger, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("sell_order_id", BigInteger, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("shares", NUMBER, nullable=False),
+    Column("price", NUMBER, nullable=False),
+    _timestamp("executed_at"),
+    CheckConstraint("shares > 0", name="execution_shares_positive"),
+    CheckConstraint("price > 0", name="execution_price_positive"),
+)
+
+# Any constant works; it only has to be the same for every process creating the schema.
+_SCHEMA_LOCK = 0x45584348
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables once; concurrent callers queue on an advisory lock."""
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        metadata.create_all(connection, checkfirst=True)
