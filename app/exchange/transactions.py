@@ -85,6 +85,7 @@ def _transaction(method):
 
     @functools.wraps(method)
     def run(self, *args):
+        @functools.wraps(method)
         def attempt():
             with self._engine.begin() as connection, localcontext(EXACT):
                 return method(self, connection, *args)
@@ -111,7 +112,7 @@ class Exchange:
         error = state.outcome.exception()
         log.warning(
             "retrying %s after %s (attempt %d, %d retries in this process)",
-            state.fn.__qualname__ if state.fn else "transaction",
+            state.fn.__name__ if state.fn else "transaction",
             getattr(error.orig, "pgcode", error),
             state.attempt_number,
             self.retries,

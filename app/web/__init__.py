@@ -1,0 +1,1 @@
+"""The HTTP face of the exchange: thin Falcon resources over the transaction module."""

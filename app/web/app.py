@@ -1,0 +1,54 @@
+"""The Falcon application factory: wires config, engine, exchange and routes."""
+import logging
+
+import falcon
+from sqlalchemy.exc import DBAPIError
+
+from app.config import Config
+from app.exchange.transactions import Exchange
+from app.protocol import DocumentTooLarge, MalformedDocument, render_error
+from app.storage.engine import database_engine
+from app.web.resources import XML, HealthResource, RequestsResource
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config) -> falcon.App:
+    """Build the app; called in each worker after fork, so each owns its engine and pool."""
+    engine = database_engine(config.database_url, config.pool_size)
+    exchange = Exchange(engine, config.max_attempts)
+
+    app = falcon.App(media_type=XML)
+    app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
+    app.add_route("/health", HealthResource(engine))
+    app.add_error_handler(MalformedDocument, _reply_error(falcon.HTTP_400))
+    app.add_error_handler(DocumentTooLarge, _reply_error(falcon.HTTP_413))
+    app.add_error_handler(DBAPIError, _database_unavailable)
+    app.set_error_serializer(_serialize_http_error)
+    return app
+
+
+def _reply_error(status: str):
+    """A handler answering a protocol error with the `<results><error>` document."""
+
+    def handle(req, resp, error, params):
+        log.info("rejected %s %s: %s", req.method, req.path, error)
+        resp.status = status
+        resp.content_type = XML
+        resp.data = render_error(str(error))
+
+    return handle
+
+
+def _database_unavailable(req, resp, error, params):
+    log.error("database error on %s %s: %s", req.method, req.path, error)
+    resp.status = falcon.HTTP_503
+    resp.content_type = XML
+    resp.data = render_error("database unavailable: the request was not completed")
+
+
+def _serialize_http_error(req, resp, error: falcon.HTTPError) -> None:
+    """Falcon's own errors (404, 405, ...) in the same XML shape as ours."""
+    message = error.title if not error.description else f"{error.title}: {error.description}"
+    resp.content_type = XML
+    resp.data = render_error(message)

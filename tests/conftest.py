@@ -1,0 +1,101 @@
+"""Fixtures shared by all tests: a PostgreSQL database of their own, engines, a real server."""
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import make_url, text
+
+from app.exchange.transactions import Exchange
+from app.run import WEB_COMMAND
+from app.storage import cluster
+from app.storage.cluster import PROJECT
+from app.storage.engine import database_engine
+from app.storage.schema import create_schema, metadata
+from tests.exchange.market import Market
+
+# Small enough that tests can cross it cheaply; the server runs with it too.
+SMALL_BODY_LIMIT = 4096
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """URL of a fresh, empty database that lives as long as the test session.
+
+    With TEST_DATABASE_URL, a uniquely named database on that server; else a
+    throwaway cluster in a temporary directory on a free port, so the tests
+    never touch the developer's .pgdata.
+    """
+    server = os.environ.get("TEST_DATABASE_URL")
+    if not server:
+        with cluster.temporary_cluster() as throwaway:
+            yield throwaway.url()
+        return
+    url = (
+        make_url(server)
+        .set(drivername="postgresql+psycopg2", database=f"exchange_test_{uuid.uuid4().hex[:12]}")
+        .render_as_string(hide_password=False)
+    )
+    cluster.create_database(url)
+    try:
+        yield url
+    finally:
+        cluster.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def schema_engine(database_url):
+    """One engine for the session, on a database whose schema exists."""
+    engine = database_engine(database_url, pool_size=8)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(schema_engine):
+    """The session's engine, on tables emptied for this test."""
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    with schema_engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return schema_engine
+
+
+@pytest.fixture
+def market(engine):
+    return Market(Exchange(engine), engine)
+
+
+@pytest.fixture(scope="session")
+def server(database_url, schema_engine):
+    """A real gunicorn serving the exchange, started as `make run` starts it."""
+    port = cluster.free_port()
+    environment = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        EXCHANGE_BIND=f"127.0.0.1:{port}",
+        EXCHANGE_WORKERS="2",
+        EXCHANGE_MAX_BODY_BYTES=str(SMALL_BODY_LIMIT),
+    )
+    process = subprocess.Popen(WEB_COMMAND, cwd=PROJECT, env=environment)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=40)
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"gunicorn did not become healthy within {timeout} s")
