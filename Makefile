@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv db run test reset clean
+.PHONY: venv db run test audit reset clean
 
 venv: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ run: venv
 
 test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Checks that the books balance on the running database (DATABASE_URL or .pgdata).
+audit: venv
+	$(PY) -m app.audit
 
 # Stops the local cluster and deletes its data.
 reset: venv

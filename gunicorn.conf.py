@@ -22,12 +22,24 @@ graceful_timeout = 30
 preload_app = False
 os.environ.setdefault("EXCHANGE_DB_POOL_SIZE", str(threads))
 
-# -- logging
+# Several servers may run side by side (tests, benchmarks); none needs the
+# control socket, which would otherwise be shared in the home directory.
+control_socket_disable = True
+
+# -- logging: one handler per line of output; access lines only on request
 loglevel = os.environ.get("EXCHANGE_LOG_LEVEL", "info")
 errorlog = "-"
 accesslog = os.environ.get("EXCHANGE_ACCESS_LOG") or None
 logconfig_dict = {
     "root": {"level": loglevel.upper(), "handlers": ["error_console"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "propagate": False, "handlers": ["error_console"]},
+        "gunicorn.access": {
+            "level": "INFO" if accesslog else "WARNING",
+            "propagate": False,
+            "handlers": ["console"],
+        },
+    },
 }
 
 

@@ -2,12 +2,12 @@
 import os
 from dataclasses import dataclass
 
-LOCAL_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:54329/exchange"
+from app.storage.cluster import Cluster
 
 
 @dataclass(frozen=True)
 class Config:
-    database_url: str = LOCAL_DATABASE_URL
+    database_url: str
     max_body_bytes: int = 1 << 20
     pool_size: int = 4
     max_attempts: int = 5
@@ -15,7 +15,7 @@ class Config:
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
         return cls(
-            database_url=environ.get("DATABASE_URL") or LOCAL_DATABASE_URL,
+            database_url=environ.get("DATABASE_URL") or Cluster.from_env(environ).url(),
             max_body_bytes=int(environ.get("EXCHANGE_MAX_BODY_BYTES", cls.max_body_bytes)),
             pool_size=int(environ.get("EXCHANGE_DB_POOL_SIZE", cls.pool_size)),
             max_attempts=int(environ.get("EXCHANGE_DB_ATTEMPTS", cls.max_attempts)),
