@@ -2,6 +2,7 @@
 
 Every value can be overridden from the environment; the README lists them.
 """
+
 import multiprocessing
 import os
 
@@ -33,7 +34,11 @@ accesslog = os.environ.get("EXCHANGE_ACCESS_LOG") or None
 logconfig_dict = {
     "root": {"level": loglevel.upper(), "handlers": ["error_console"]},
     "loggers": {
-        "gunicorn.error": {"level": loglevel.upper(), "propagate": False, "handlers": ["error_console"]},
+        "gunicorn.error": {
+            "level": loglevel.upper(),
+            "propagate": False,
+            "handlers": ["error_console"],
+        },
         "gunicorn.access": {
             "level": "INFO" if accesslog else "WARNING",
             "propagate": False,

@@ -4,6 +4,7 @@
 check finds a violation. Every check is one read-only SQL query in a single
 repeatable-read snapshot, so the audit is safe to run while the exchange trades.
 """
+
 import sys
 from dataclasses import dataclass
 

@@ -1,4 +1,5 @@
 """Settings of the web tier, read from the environment once, at the edge."""
+
 import os
 from dataclasses import dataclass
 

@@ -5,6 +5,7 @@ then gunicorn (which creates the schema before forking its workers) and the
 legacy TCP shim. Ctrl-C or SIGTERM stops the services first, so requests in
 flight finish against a live database, then the local cluster.
 """
+
 import logging
 import os
 import signal

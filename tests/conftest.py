@@ -1,4 +1,5 @@
 """Fixtures shared by all tests: a PostgreSQL database of their own, engines, a real server."""
+
 import os
 import subprocess
 import time

@@ -3,6 +3,7 @@
 The protocol layer turns request documents into these value objects; the
 transaction module executes them. Numbers are `Decimal`, ids are exact text.
 """
+
 from dataclasses import dataclass
 from decimal import Decimal
 

@@ -1,4 +1,5 @@
 """Every reason the exchange can refuse a well-formed command, in one table."""
+
 from enum import Enum
 
 

@@ -1,4 +1,5 @@
 """What the exchange answers for each command, independent of the wire format."""
+
 from dataclasses import dataclass
 from decimal import Decimal
 

@@ -1,4 +1,5 @@
 """Answer a whole request: its items in document order, each in its own transaction."""
+
 import logging
 
 from sqlalchemy.exc import DBAPIError
@@ -23,9 +24,7 @@ log = logging.getLogger(__name__)
 
 def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
     """One reply per item, in item order; a failure never undoes an earlier success."""
-    if request.acting_account is not None and not exchange.account_exists(
-        request.acting_account
-    ):
+    if request.acting_account is not None and not exchange.account_exists(request.acting_account):
         failure = Failed(Reason.NO_SUCH_ACCOUNT.value)
         return [(item.echo, failure) for item in request.items]
 

@@ -22,6 +22,7 @@ each retry is counted and logged.
 `NO KEY UPDATE` rather than `UPDATE`: the foreign-key checks of inserted
 rows take `KEY SHARE` locks, which it does not block.
 """
+
 import functools
 import logging
 from collections import defaultdict

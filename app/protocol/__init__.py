@@ -1,4 +1,5 @@
 """The XML wire format: request bytes to commands, results to reply bytes."""
+
 from app.protocol.numbers import format_decimal
 from app.protocol.parser import DocumentTooLarge, MalformedDocument, ProtocolError, parse_request
 from app.protocol.render import render_error, render_results

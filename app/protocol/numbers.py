@@ -4,6 +4,7 @@ Every validator takes the attribute's raw text (None when absent) and a name
 for messages, and raises `InvalidValue` naming the attribute and the problem.
 Patterns are spelled with `[0-9]`, never `\\d`, so non-ASCII digits never pass.
 """
+
 import re
 from decimal import Decimal
 from enum import Enum

@@ -3,6 +3,7 @@
 A document that cannot be answered child by child raises `ProtocolError`;
 a child that is wrong on its own becomes an `Item` carrying its problem.
 """
+
 from collections.abc import Iterator
 from enum import Enum
 
@@ -83,13 +84,17 @@ def _document(body: bytes, max_bytes: int) -> etree._Element:
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise MalformedDocument(Problem.NOT_UTF8.format(detail=error.reason + f" at byte {error.start}"))
+        raise MalformedDocument(
+            Problem.NOT_UTF8.format(detail=error.reason + f" at byte {error.start}")
+        ) from None
     if any(marker in body for marker in FORBIDDEN):
         raise MalformedDocument(Problem.DTD.value)
     try:
         root = etree.fromstring(body, xml_parser())
     except etree.XMLSyntaxError as error:
-        raise MalformedDocument(Problem.NOT_WELL_FORMED.format(detail=_clip(" ".join(error.msg.split()))))
+        raise MalformedDocument(
+            Problem.NOT_WELL_FORMED.format(detail=_clip(" ".join(error.msg.split())))
+        ) from None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None:
         raise MalformedDocument(Problem.DTD.value)
@@ -224,7 +229,9 @@ def _transactions(root: etree._Element) -> Request:
     try:
         account = numbers.account_id(root.get("id"), "transactions id")
     except InvalidValue as problem:
-        return Request(items=tuple(Item(echo=_transaction_echo(c), problem=str(problem)) for c in children))
+        return Request(
+            items=tuple(Item(echo=_transaction_echo(c), problem=str(problem)) for c in children)
+        )
     return Request(items=tuple(_transaction(c, account) for c in children), acting_account=account)
 
 

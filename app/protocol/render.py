@@ -1,4 +1,5 @@
 """Results to the `<results>` reply document (SPEC §3), built with lxml so user text is escaped."""
+
 import re
 from collections.abc import Iterable
 
@@ -47,16 +48,24 @@ def _order(element: etree._Element, order: OrderView, show_open: bool) -> None:
     if show_open and order.open_shares > 0:
         _child(element, "open", (("shares", format_decimal(order.open_shares)),))
     if order.canceled is not None:
-        _child(element, "canceled", (
-            ("shares", format_decimal(order.canceled.shares)),
-            ("time", str(order.canceled.time)),
-        ))
+        _child(
+            element,
+            "canceled",
+            (
+                ("shares", format_decimal(order.canceled.shares)),
+                ("time", str(order.canceled.time)),
+            ),
+        )
     for fill in order.fills:
-        _child(element, "executed", (
-            ("shares", format_decimal(fill.shares)),
-            ("price", format_decimal(fill.price)),
-            ("time", str(fill.time)),
-        ))
+        _child(
+            element,
+            "executed",
+            (
+                ("shares", format_decimal(fill.shares)),
+                ("price", format_decimal(fill.price)),
+                ("time", str(fill.time)),
+            ),
+        )
 
 
 def _child(parent: etree._Element, tag: str, attributes: Echo) -> etree._Element:

@@ -14,6 +14,7 @@ root's, and the server can use any directory root can.
 
     python -m app.storage.cluster {start,stop,reset,status,url}
 """
+
 import argparse
 import contextlib
 import functools
@@ -95,6 +96,7 @@ def _pg_config_bindir() -> Path | None:
 
 def _debian_bindirs() -> list[Path]:
     """Debian's and Ubuntu's server installs, newest first."""
+
     def version(bindir: str) -> list[int]:
         return [int(part) for part in re.findall(r"\d+", Path(bindir).parent.name)]
 
@@ -166,8 +168,12 @@ def _unprivileged_prefix() -> tuple[str, ...]:
         return ()
     try:
         nobody = pwd.getpwnam("nobody")
-        prefix = ("unshare", "--user",
-                  f"--map-user={nobody.pw_uid}", f"--map-group={nobody.pw_gid}")
+        prefix = (
+            "unshare",
+            "--user",
+            f"--map-user={nobody.pw_uid}",
+            f"--map-group={nobody.pw_gid}",
+        )
         usable = subprocess.run([*prefix, "true"], capture_output=True).returncode == 0
     except (KeyError, OSError):
         usable = False
@@ -319,8 +325,18 @@ class Cluster:
             f"{_show(self.datadir)} with {bindir} ..."
         )
         shutil.rmtree(self._staging, ignore_errors=True)
-        _run(bindir, "initdb", "-D", self._staging, "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-locale")
+        _run(
+            bindir,
+            "initdb",
+            "-D",
+            self._staging,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
         with open(self._staging / "postgresql.conf", "a") as conf:
             conf.write(SETTINGS)
         self._staging.rename(self.datadir)
@@ -336,8 +352,21 @@ class Cluster:
         # postgresql.conf, so that a moved directory or a new port just works.
         options = f"-p {self.port} -h 127.0.0.1 -k {shlex.quote(self._socket_dir())}"
         log = self.datadir / "server.log"
-        _run(bindir, "pg_ctl", "start", "-D", self.datadir, "-l", log, "-w",
-             "-t", START_TIMEOUT_S, "-o", options, log=log)
+        _run(
+            bindir,
+            "pg_ctl",
+            "start",
+            "-D",
+            self.datadir,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            START_TIMEOUT_S,
+            "-o",
+            options,
+            log=log,
+        )
 
     def _remove_stale_lock_files(self) -> None:
         """Delete the lock files of a server that no longer runs (call only then).

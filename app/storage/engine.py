@@ -1,4 +1,5 @@
 """One SQLAlchemy engine per process, always on the psycopg2 driver."""
+
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
 

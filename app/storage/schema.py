@@ -4,6 +4,7 @@ Money and shares are unconstrained `NUMERIC`: exact, never rounded. The
 audit trail the conservation laws need (opening balances, minted shares) is
 kept next to the state it explains.
 """
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -104,7 +105,8 @@ orders = Table(
         "open_shares + executed_shares + canceled_shares = shares", name="order_shares_add_up"
     ),
     CheckConstraint(
-        "(canceled_at IS NULL) = (canceled_shares = 0) AND (canceled_at IS NULL OR open_shares = 0)",
+        "(canceled_at IS NULL) = (canceled_shares = 0)"
+        " AND (canceled_at IS NULL OR open_shares = 0)",
         name="order_cancel_consistent",
     ),
 )

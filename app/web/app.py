@@ -1,4 +1,5 @@
 """The Falcon application factory: wires config, engine, exchange and routes."""
+
 import logging
 
 import falcon

@@ -1,4 +1,5 @@
 """Falcon resources: read the body, make one domain call, write the reply."""
+
 import falcon
 from sqlalchemy import Engine, text
 

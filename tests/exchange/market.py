@@ -1,4 +1,5 @@
 """A small vocabulary for tests that read like the spec: accounts, grants, buys, sells."""
+
 from decimal import Decimal
 
 from sqlalchemy import Engine, select

@@ -1,4 +1,5 @@
 """SPEC §3.1: accounts, symbols and share grants."""
+
 from decimal import Decimal as D
 
 import pytest

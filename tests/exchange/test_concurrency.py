@@ -1,4 +1,5 @@
 """The locking order under contention: no deadlock, no lost update, books balanced."""
+
 import random
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal as D

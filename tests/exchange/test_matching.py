@@ -1,17 +1,9 @@
 """SPEC §4: price-time priority, execution at the resting limit, partial fills."""
+
 from decimal import Decimal as D
 
-import pytest
-
+from tests.exchange.conftest import CASH
 from tests.exchange.market import fills
-
-
-@pytest.fixture
-def traders(market):
-    market.account("1", 10_000_000)
-    market.account("2", 10_000_000)
-    market.grant("2", "X", 10_000)
-    return market
 
 
 def test_worked_example(traders):
@@ -32,7 +24,12 @@ def test_worked_example(traders):
     assert m.query("1", o3).open_shares == 0
     assert fills(m.query("1", o1)) == [(200, 125)]
     assert m.query("1", o1).open_shares == 100
-    for account, untouched, shares in [("2", o2, 100), ("2", o4, 500), ("2", o5, 200), ("1", o6, 400)]:
+    for account, untouched, shares in [
+        ("2", o2, 100),
+        ("2", o4, 500),
+        ("2", o5, 200),
+        ("1", o6, 400),
+    ]:
         assert m.query(account, untouched).open_shares == shares
         assert m.query(account, untouched).fills == ()
 
@@ -43,9 +40,9 @@ def test_worked_example_money(traders):
     m.buy("1", "X", 200, 127)
     m.sell("2", "X", 400, 124)
     # order 3 paid exactly 200 x 127; order 1 keeps 100 x 125 of 300 x 125 reserved
-    assert m.balance("1") == 10_000_000 - 200 * 127 - 200 * 125 - 100 * 125
+    assert m.balance("1") == CASH - 200 * 127 - 200 * 125 - 100 * 125
     assert m.position("1", "X") == 400
-    assert m.balance("2") == 10_000_000 + 200 * 127 + 200 * 125
+    assert m.balance("2") == CASH + 200 * 127 + 200 * 125
 
 
 def test_incoming_buy_takes_lowest_sell_first(traders):
@@ -91,7 +88,7 @@ def test_execution_price_is_resting_buy_limit(traders):
     m.buy("1", "X", 10, 130)
     sell = m.sell("2", "X", 10, 100)
     assert fills(m.query("2", sell)) == [(10, 130)]
-    assert m.balance("2") == 10_000_000 + 10 * 130
+    assert m.balance("2") == CASH + 10 * 130
 
 
 def test_execution_price_is_resting_sell_limit(traders):
@@ -168,7 +165,7 @@ def test_account_matches_its_own_resting_order(traders):
     buy = m.buy("1", "X", 10, 10)
     assert fills(m.query("1", buy)) == [(10, 10)]
     assert m.query("1", sell).open_shares == 0
-    assert m.balance("1") == 10_000_000
+    assert m.balance("1") == CASH
     assert m.position("1", "X") == 10
 
 

@@ -1,16 +1,10 @@
 """SPEC §3.2: query and cancel, and the walls between accounts."""
+
 import pytest
 
 from app.exchange.errors import Rejected
+from tests.exchange.conftest import CASH
 from tests.exchange.market import fills
-
-
-@pytest.fixture
-def traders(market):
-    market.account("1", 100_000)
-    market.account("2", 100_000)
-    market.grant("2", "X", 1_000)
-    return market
 
 
 def test_order_ids_are_unique_and_increasing(traders):
@@ -62,7 +56,7 @@ def test_cancel_twice_is_rejected_and_refunds_once(traders):
     traders.cancel("1", order)
     with pytest.raises(Rejected, match="no open shares"):
         traders.cancel("1", order)
-    assert traders.balance("1") == 100_000
+    assert traders.balance("1") == CASH
 
 
 def test_query_of_unknown_order_is_rejected(traders):

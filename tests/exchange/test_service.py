@@ -1,4 +1,5 @@
 """SPEC §3: a request's items answered one for one, in order, each on its own."""
+
 from decimal import Decimal as D
 
 import pytest

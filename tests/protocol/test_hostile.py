@@ -1,4 +1,5 @@
 """Hostile documents (SPEC §3.3): refused quickly, never expanded, never fetched."""
+
 import gzip
 import http.server
 import threading
@@ -10,13 +11,16 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from app.exchange.commands import Request
-from app.protocol import DocumentTooLarge, MalformedDocument, ProtocolError, parse_request
-from app.protocol import parser
+from app.protocol import DocumentTooLarge, MalformedDocument, ProtocolError, parse_request, parser
 
 DTD_REFUSED = "request must not declare a DTD or entities"
 NOT_WELL_FORMED = "request is not well-formed XML"
-ENTITIES = ['<!ENTITY lol0 "lol">'] + [f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10)]
-LAUGHS = f'<!DOCTYPE create [{"".join(ENTITIES)}]><create><account balance="&lol9;"/></create>'.encode()
+ENTITIES = ['<!ENTITY lol0 "lol">'] + [
+    f'<!ENTITY lol{n} "{f"&lol{n - 1};" * 10}">' for n in range(1, 10)
+]
+LAUGHS = (
+    f'<!DOCTYPE create [{"".join(ENTITIES)}]><create><account balance="&lol9;"/></create>'.encode()
+)
 
 
 @pytest.fixture
@@ -63,7 +67,7 @@ def test_billion_laughs_is_refused_quickly_even_past_the_doctype_check(monkeypat
 
 
 def test_parser_never_expands_entities():
-    body = f'<!DOCTYPE create [{"".join(ENTITIES[:4])}]><create>&lol3;</create>'.encode()
+    body = f"<!DOCTYPE create [{''.join(ENTITIES[:4])}]><create>&lol3;</create>".encode()
     assert etree.tostring(etree.fromstring(body, parser.xml_parser())) == b"<create>&lol3;</create>"
 
 
@@ -102,7 +106,9 @@ def test_external_local_dtd_is_never_loaded(tmp_path):
 
 def test_parameter_entities_are_never_fetched_or_expanded(web_server):
     url, hits = web_server
-    body = f'<!DOCTYPE create [<!ENTITY % p SYSTEM "{url}/p.dtd"> %p;]><create>&leaked;</create>'.encode()
+    body = (
+        f'<!DOCTYPE create [<!ENTITY % p SYSTEM "{url}/p.dtd"> %p;]><create>&leaked;</create>'
+    ).encode()
     assert refusal(body) == DTD_REFUSED
     root = etree.fromstring(body, parser.xml_parser())
     assert hits == [] and b"LEAKED" not in etree.tostring(root)
@@ -118,13 +124,16 @@ def test_dtd_is_refused_even_past_the_doctype_check(monkeypatch):
 
 
 def test_undeclared_entity_is_not_well_formed():
-    assert refusal(b"<create>&xxe;</create>").startswith(f"{NOT_WELL_FORMED}: Entity 'xxe' not defined")
+    assert refusal(b"<create>&xxe;</create>").startswith(
+        f"{NOT_WELL_FORMED}: Entity 'xxe' not defined"
+    )
 
 
 def test_ten_thousand_levels_of_nesting_are_refused():
     depth = 10_000
     assert refusal(b"<create>" + b"<a>" * depth + b"</a>" * depth + b"</create>").startswith(
-        NOT_WELL_FORMED)
+        NOT_WELL_FORMED
+    )
 
 
 def test_nesting_beyond_the_depth_cap_is_refused():
@@ -145,7 +154,11 @@ def test_many_siblings_below_the_cap_are_parsed():
 
 
 def test_huge_attribute_value_is_a_short_problem():
-    body = b'<transactions id="1"><order sym="' + b"A" * 900_000 + b'" amount="1" limit="1"/></transactions>'
+    body = (
+        b'<transactions id="1"><order sym="'
+        + b"A" * 900_000
+        + b'" amount="1" limit="1"/></transactions>'
+    )
     (item,) = parse_request(body).items
     assert item.problem.startswith("malformed symbol") and len(item.problem) < 200
     assert item.echo[0] == ("sym", "A" * 900_000)
@@ -221,15 +234,22 @@ def test_text_that_is_not_xml_is_not_well_formed():
 
 
 def test_wrong_root_is_refused():
-    assert refusal(b"<results/>") == "root element must be <create> or <transactions>, not <results>"
+    assert (
+        refusal(b"<results/>") == "root element must be <create> or <transactions>, not <results>"
+    )
 
 
 def test_too_large_and_malformed_share_one_base():
-    assert issubclass(DocumentTooLarge, ProtocolError) and issubclass(MalformedDocument, ProtocolError)
+    assert issubclass(DocumentTooLarge, ProtocolError) and issubclass(
+        MalformedDocument, ProtocolError
+    )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=300) | st.text(max_size=200).map(lambda text: f"<create>{text}</create>".encode()))
+@given(
+    st.binary(max_size=300)
+    | st.text(max_size=200).map(lambda text: f"<create>{text}</create>".encode())
+)
 def test_arbitrary_bytes_parse_or_raise_a_protocol_error(body):
     try:
         assert isinstance(parse_request(body), Request)

@@ -1,4 +1,5 @@
 """Wire values per SPEC §1."""
+
 from decimal import Decimal
 
 import pytest
@@ -7,7 +8,14 @@ from hypothesis import strategies as st
 
 from app.protocol import format_decimal
 from app.protocol.numbers import (
-    InvalidValue, account_id, decimal, non_negative, nonzero, order_id, positive, symbol,
+    InvalidValue,
+    account_id,
+    decimal,
+    non_negative,
+    nonzero,
+    order_id,
+    positive,
+    symbol,
 )
 
 
@@ -73,10 +81,17 @@ def test_symbol_with_non_ascii_letters_is_rejected():
     assert "malformed symbol" in rejection(symbol, "ÄPFEL", "symbol")
 
 
-@pytest.mark.parametrize("text, value", [
-    ("125", Decimal(125)), ("+3", Decimal(3)), ("-2.5", Decimal("-2.5")),
-    (".5", Decimal("0.5")), ("5.", Decimal(5)), ("-.25", Decimal("-0.25")),
-])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("125", Decimal(125)),
+        ("+3", Decimal(3)),
+        ("-2.5", Decimal("-2.5")),
+        (".5", Decimal("0.5")),
+        ("5.", Decimal(5)),
+        ("-.25", Decimal("-0.25")),
+    ],
+)
 def test_plain_decimal_forms_are_accepted(text, value):
     assert decimal(text, "amount") == value
 
@@ -156,11 +171,19 @@ def test_order_id_with_thousands_of_digits_is_rejected_quickly():
     assert "malformed order id" in rejection(order_id, "9" * 100_000, "order id")
 
 
-@pytest.mark.parametrize("value, text", [
-    (Decimal("125"), "125"), (Decimal("0.50"), "0.5"), (Decimal("1E+6"), "1000000"),
-    (Decimal("-0"), "0"), (Decimal("0E-8"), "0"), (Decimal("-2.500"), "-2.5"),
-    (Decimal("1E-16"), "0.0000000000000001"), (Decimal("120.00"), "120"),
-])
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (Decimal("125"), "125"),
+        (Decimal("0.50"), "0.5"),
+        (Decimal("1E+6"), "1000000"),
+        (Decimal("-0"), "0"),
+        (Decimal("0E-8"), "0"),
+        (Decimal("-2.500"), "-2.5"),
+        (Decimal("1E-16"), "0.0000000000000001"),
+        (Decimal("120.00"), "120"),
+    ],
+)
 def test_format_decimal_is_canonical(value, text):
     assert format_decimal(value) == text
 

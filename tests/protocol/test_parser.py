@@ -1,10 +1,18 @@
 """Request documents to commands, per SPEC §3."""
+
 from decimal import Decimal
 
 import pytest
 
 from app.exchange.commands import (
-    CancelOrder, CreateAccount, CreateSymbol, Item, MintShares, PlaceOrder, QueryOrder, Request,
+    CancelOrder,
+    CreateAccount,
+    CreateSymbol,
+    Item,
+    MintShares,
+    PlaceOrder,
+    QueryOrder,
+    Request,
 )
 from app.protocol import MalformedDocument, parse_request
 
@@ -25,9 +33,11 @@ def transaction(child: str) -> Item:
 
 # <create>: accounts
 
+
 def test_account_creates_an_account_with_its_balance():
     assert only('<create><account id="007" balance="100.5"/></create>') == Item(
-        echo=(("id", "007"),), command=CreateAccount(account_id="007", balance=Decimal("100.5")),
+        echo=(("id", "007"),),
+        command=CreateAccount(account_id="007", balance=Decimal("100.5")),
     )
 
 
@@ -50,7 +60,9 @@ def test_account_with_malformed_id_is_a_problem_echoing_the_raw_id():
 
 
 def test_account_without_id_has_an_empty_echo():
-    assert only('<create><account balance="1"/></create>') == Item(echo=(), problem="missing account id")
+    assert only('<create><account balance="1"/></create>') == Item(
+        echo=(), problem="missing account id"
+    )
 
 
 def test_account_without_balance_is_a_problem():
@@ -69,9 +81,12 @@ def test_unknown_attributes_are_ignored():
 
 # <create>: symbols
 
+
 def test_symbol_creates_the_symbol_then_mints_shares_per_account():
-    assert items('<create><symbol sym="SPY"><account id="1">100</account>'
-                 '<account id="2"> 0.5 </account></symbol></create>') == (
+    assert items(
+        '<create><symbol sym="SPY"><account id="1">100</account>'
+        '<account id="2"> 0.5 </account></symbol></create>'
+    ) == (
         Item(echo=(), command=CreateSymbol("SPY")),
         Item(echo=(("sym", "SPY"), ("id", "1")), command=MintShares("SPY", "1", Decimal(100))),
         Item(echo=(("sym", "SPY"), ("id", "2")), command=MintShares("SPY", "2", Decimal("0.5"))),
@@ -79,9 +94,14 @@ def test_symbol_creates_the_symbol_then_mints_shares_per_account():
 
 
 def test_create_children_keep_document_order():
-    kinds = [type(item.command).__name__ for item in items(
-        '<create><account id="1" balance="0"/><symbol sym="X"><account id="1">1</account></symbol>'
-        '<account id="2" balance="0"/></create>')]
+    kinds = [
+        type(item.command).__name__
+        for item in items(
+            '<create><account id="1" balance="0"/>'
+            '<symbol sym="X"><account id="1">1</account></symbol>'
+            '<account id="2" balance="0"/></create>'
+        )
+    ]
     assert kinds == ["CreateAccount", "CreateSymbol", "MintShares", "CreateAccount"]
 
 
@@ -98,21 +118,30 @@ def test_symbol_with_only_other_children_counts_as_having_no_accounts():
 
 
 def test_malformed_symbol_fails_every_grant_and_creates_nothing():
-    found = items('<create><symbol sym="S&amp;P"><account id="1">5</account>'
-                  '<account id="2">6</account></symbol></create>')
-    assert [item.echo for item in found] == [(("sym", "S&P"), ("id", "1")), (("sym", "S&P"), ("id", "2"))]
+    found = items(
+        '<create><symbol sym="S&amp;P"><account id="1">5</account>'
+        '<account id="2">6</account></symbol></create>'
+    )
+    assert [item.echo for item in found] == [
+        (("sym", "S&P"), ("id", "1")),
+        (("sym", "S&P"), ("id", "2")),
+    ]
     assert all(item.command is None and "malformed symbol" in item.problem for item in found)
 
 
 def test_symbol_without_sym_attribute_fails_every_grant():
     assert only('<create><symbol><account id="1">5</account></symbol></create>') == Item(
-        echo=(("id", "1"),), problem="missing symbol",
+        echo=(("id", "1"),),
+        problem="missing symbol",
     )
 
 
 def test_grant_with_zero_shares_is_a_problem():
-    assert items('<create><symbol sym="X"><account id="1">0</account></symbol></create>')[1] == Item(
-        echo=(("sym", "X"), ("id", "1")), problem="share count must be greater than 0",
+    assert items('<create><symbol sym="X"><account id="1">0</account></symbol></create>')[
+        1
+    ] == Item(
+        echo=(("sym", "X"), ("id", "1")),
+        problem="share count must be greater than 0",
     )
 
 
@@ -132,8 +161,11 @@ def test_grant_with_malformed_account_id_is_a_problem():
 
 
 def test_unexpected_element_inside_symbol_gets_its_own_problem():
-    assert items('<create><symbol sym="X"><account id="1">1</account><bar/></symbol></create>')[2] == Item(
-        echo=(("sym", "X"),), problem="unexpected element <bar> inside <symbol>",
+    assert items('<create><symbol sym="X"><account id="1">1</account><bar/></symbol></create>')[
+        2
+    ] == Item(
+        echo=(("sym", "X"),),
+        problem="unexpected element <bar> inside <symbol>",
     )
 
 
@@ -143,12 +175,18 @@ def test_unknown_child_of_create_is_a_problem():
 
 # <transactions>
 
+
 def test_order_places_an_order_for_the_root_account():
     request = parse_request(
-        b'<transactions id="7"><order sym="SPY" amount="-100" limit="145.67"/></transactions>')
+        b'<transactions id="7"><order sym="SPY" amount="-100" limit="145.67"/></transactions>'
+    )
     assert request == Request(
-        items=(Item(echo=(("sym", "SPY"), ("amount", "-100"), ("limit", "145.67")),
-                    command=PlaceOrder("7", "SPY", Decimal(-100), Decimal("145.67"))),),
+        items=(
+            Item(
+                echo=(("sym", "SPY"), ("amount", "-100"), ("limit", "145.67")),
+                command=PlaceOrder("7", "SPY", Decimal(-100), Decimal("145.67")),
+            ),
+        ),
         acting_account="7",
     )
 
@@ -169,7 +207,10 @@ def test_order_with_zero_amount_is_a_problem():
 
 
 def test_order_with_non_positive_limit_is_a_problem():
-    assert transaction('<order sym="A" amount="1" limit="-2"/>').problem == "limit must be greater than 0"
+    assert (
+        transaction('<order sym="A" amount="1" limit="-2"/>').problem
+        == "limit must be greater than 0"
+    )
 
 
 def test_order_with_malformed_symbol_is_a_problem():
@@ -177,7 +218,9 @@ def test_order_with_malformed_symbol_is_a_problem():
 
 
 def test_order_reports_the_first_problem_in_attribute_order():
-    assert transaction('<order sym="!" amount="x" limit="y"/>').problem.startswith("malformed symbol")
+    assert transaction('<order sym="!" amount="x" limit="y"/>').problem.startswith(
+        "malformed symbol"
+    )
 
 
 def test_query_and_cancel_carry_the_order_id():
@@ -204,12 +247,18 @@ def test_unknown_child_of_transactions_is_a_problem():
 
 def test_missing_transactions_id_fails_every_child_with_its_echo():
     request = parse_request(
-        b'<transactions><order sym="A" amount="1" limit="2"/><query id="3"/><x/></transactions>')
-    assert request == Request(items=(
-        Item(echo=(("sym", "A"), ("amount", "1"), ("limit", "2")), problem="missing transactions id"),
-        Item(echo=(("id", "3"),), problem="missing transactions id"),
-        Item(echo=(), problem="missing transactions id"),
-    ))
+        b'<transactions><order sym="A" amount="1" limit="2"/><query id="3"/><x/></transactions>'
+    )
+    assert request == Request(
+        items=(
+            Item(
+                echo=(("sym", "A"), ("amount", "1"), ("limit", "2")),
+                problem="missing transactions id",
+            ),
+            Item(echo=(("id", "3"),), problem="missing transactions id"),
+            Item(echo=(), problem="missing transactions id"),
+        )
+    )
 
 
 def test_malformed_transactions_id_fails_every_child():
@@ -225,13 +274,17 @@ def test_transactions_without_children_is_one_problem():
 
 
 def test_whitespace_comments_and_processing_instructions_are_ignored():
-    request = parse_request(b'<?xml version="1.0"?>\n<!-- hi --><transactions id="1">\n  <!-- c -->'
-                            b'<?app x?>\n  <query id="1"/>\n</transactions>\n')
+    request = parse_request(
+        b'<?xml version="1.0"?>\n<!-- hi --><transactions id="1">\n  <!-- c -->'
+        b'<?app x?>\n  <query id="1"/>\n</transactions>\n'
+    )
     assert request.items == (Item(echo=(("id", "1"),), command=QueryOrder("1", 1)),)
 
 
 def test_character_references_are_decoded_in_values():
-    assert only('<transactions id="&#49;"><query id="&#x32;"/></transactions>').command == QueryOrder("1", 2)
+    assert only(
+        '<transactions id="&#49;"><query id="&#x32;"/></transactions>'
+    ).command == QueryOrder("1", 2)
 
 
 def test_namespaced_root_is_not_a_request_root():

@@ -1,9 +1,19 @@
 """Results to the `<results>` reply document, per SPEC §3."""
+
 from decimal import Decimal
 
 from lxml import etree
 
-from app.exchange.results import Canceled, Cancellation, Created, Failed, Fill, Opened, OrderView, Status
+from app.exchange.results import (
+    Canceled,
+    Cancellation,
+    Created,
+    Failed,
+    Fill,
+    Opened,
+    OrderView,
+    Status,
+)
 from app.protocol import render_error, render_results
 
 DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
@@ -11,7 +21,7 @@ DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
 
 def body(document: bytes) -> str:
     assert document.startswith(DECLARATION) and document.endswith(b"\n")
-    return document[len(DECLARATION):-1].decode()
+    return document[len(DECLARATION) : -1].decode()
 
 
 def test_no_replies_render_an_empty_results_element():
@@ -20,46 +30,62 @@ def test_no_replies_render_an_empty_results_element():
 
 def test_created_repeats_the_echo():
     assert body(render_results([((("sym", "SPY"), ("id", "7")), Created())])) == (
-        '<results><created sym="SPY" id="7"/></results>')
+        '<results><created sym="SPY" id="7"/></results>'
+    )
 
 
 def test_opened_repeats_the_echo_then_the_order_id():
     echo = (("sym", "SPY"), ("amount", " +100"), ("limit", "1.50"))
     assert body(render_results([(echo, Opened(order_id=12))])) == (
-        '<results><opened sym="SPY" amount=" +100" limit="1.50" id="12"/></results>')
+        '<results><opened sym="SPY" amount=" +100" limit="1.50" id="12"/></results>'
+    )
 
 
 def test_status_lists_open_shares_then_executions_in_order():
-    order = OrderView(1, Decimal("100.00"), None, (
-        Fill(Decimal(200), Decimal("127.0"), 1519348326), Fill(Decimal("0.5"), Decimal(125), 1519348327)))
+    order = OrderView(
+        1,
+        Decimal("100.00"),
+        None,
+        (
+            Fill(Decimal(200), Decimal("127.0"), 1519348326),
+            Fill(Decimal("0.5"), Decimal(125), 1519348327),
+        ),
+    )
     assert body(render_results([((("id", "1"),), Status(order))])) == (
         '<results><status id="1"><open shares="100"/>'
         '<executed shares="200" price="127" time="1519348326"/>'
-        '<executed shares="0.5" price="125" time="1519348327"/></status></results>')
+        '<executed shares="0.5" price="125" time="1519348327"/></status></results>'
+    )
 
 
 def test_status_without_open_shares_has_no_open_child():
     order = OrderView(1, Decimal(0), None, (Fill(Decimal(3), Decimal(2), 5),))
     assert body(render_results([((("id", "1"),), Status(order))])) == (
-        '<results><status id="1"><executed shares="3" price="2" time="5"/></status></results>')
+        '<results><status id="1"><executed shares="3" price="2" time="5"/></status></results>'
+    )
 
 
 def test_status_of_a_canceled_order_shows_the_cancellation_first():
-    order = OrderView(1, Decimal(0), Cancellation(Decimal(100), 9), (Fill(Decimal(3), Decimal(2), 5),))
+    order = OrderView(
+        1, Decimal(0), Cancellation(Decimal(100), 9), (Fill(Decimal(3), Decimal(2), 5),)
+    )
     assert body(render_results([((("id", "1"),), Status(order))])) == (
         '<results><status id="1"><canceled shares="100" time="9"/>'
-        '<executed shares="3" price="2" time="5"/></status></results>')
+        '<executed shares="3" price="2" time="5"/></status></results>'
+    )
 
 
 def test_canceled_reply_never_shows_open_shares():
     order = OrderView(4, Decimal(7), Cancellation(Decimal(7), 9), ())
     assert body(render_results([((("id", "4"),), Canceled(order))])) == (
-        '<results><canceled id="4"><canceled shares="7" time="9"/></canceled></results>')
+        '<results><canceled id="4"><canceled shares="7" time="9"/></canceled></results>'
+    )
 
 
 def test_failed_is_an_error_with_the_echo_and_the_reason():
     assert body(render_results([((("id", "1"),), Failed("no such account"))])) == (
-        '<results><error id="1">no such account</error></results>')
+        '<results><error id="1">no such account</error></results>'
+    )
 
 
 def test_replies_keep_their_order():
@@ -85,4 +111,7 @@ def test_non_ascii_text_is_encoded_as_utf8():
 
 
 def test_render_error_wraps_one_message():
-    assert body(render_error("request is empty")) == "<results><error>request is empty</error></results>"
+    assert (
+        body(render_error("request is empty"))
+        == "<results><error>request is empty</error></results>"
+    )

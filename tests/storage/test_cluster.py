@@ -1,4 +1,5 @@
 """The local PostgreSQL cluster: the binaries it picks; its data outliving restarts and crashes."""
+
 import glob
 import os
 import shutil

@@ -1,4 +1,5 @@
 """SPEC §6: many clients at once through a real gunicorn, then the books must balance."""
+
 import random
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,8 @@ def trade(url: str, account: str, seed: int) -> list[str]:
             reply = post(session, url, f'<transactions id="{account}">{body}</transactions>')
             own_orders += re.findall(r'<opened [^>]*id="(\d+)"', reply)
             errors += [
-                error for error in re.findall(r"<error[^>]*>([^<]*)</error>", reply)
+                error
+                for error in re.findall(r"<error[^>]*>([^<]*)</error>", reply)
                 if "no open shares" not in error  # a cancel that lost the race to a fill
             ]
     return errors

@@ -1,4 +1,5 @@
 """The real server: keep-alive, chunked bodies and the size limit over a socket."""
+
 import http.client
 from urllib.parse import urlsplit
 
@@ -21,7 +22,7 @@ def exchange(connection, body, headers=None, encode_chunked=False):
 
 
 def chunks(data: bytes, size: int = 7):
-    return (data[start:start + size] for start in range(0, len(data), size))
+    return (data[start : start + size] for start in range(0, len(data), size))
 
 
 def test_connection_is_kept_alive_between_requests(server, engine):

@@ -1,4 +1,5 @@
 """SPEC §5.1 through the Falcon app: POST / in, `<results>` out, XML errors."""
+
 import pytest
 from lxml import etree
 
@@ -58,8 +59,15 @@ def test_order_reply_echoes_the_request_text_exactly(client):
 
 def test_worked_example_over_http(client):
     open_accounts(client)
-    orders = [(1, 300, 125), (2, -100, 130), (1, 200, 127), (2, -500, 128), (2, -200, 140),
-              (1, 400, 125), (2, -400, 124)]
+    orders = [
+        (1, 300, 125),
+        (2, -100, 130),
+        (1, 200, 127),
+        (2, -500, 128),
+        (2, -200, 140),
+        (1, 400, 125),
+        (2, -400, 124),
+    ]
     ids = []
     for account, amount, limit in orders:
         response = post(
@@ -87,9 +95,9 @@ def test_worked_example_over_http(client):
 
 def test_cancel_reply_shows_canceled_then_executed(client):
     open_accounts(client)
-    opened = children(post(
-        client, '<transactions id="1"><order sym="X" amount="10" limit="5"/></transactions>'
-    ))[0][1]["id"]
+    opened = children(
+        post(client, '<transactions id="1"><order sym="X" amount="10" limit="5"/></transactions>')
+    )[0][1]["id"]
     post(client, '<transactions id="2"><order sym="X" amount="-4" limit="5"/></transactions>')
     response = post(client, f'<transactions id="1"><cancel id="{opened}"/></transactions>')
     canceled = etree.fromstring(response.content)[0]
@@ -128,9 +136,9 @@ def test_unknown_child_is_answered_in_its_place(client):
 
 def test_query_of_another_accounts_order_looks_like_a_missing_order(client):
     open_accounts(client)
-    opened = children(post(
-        client, '<transactions id="1"><order sym="X" amount="1" limit="1"/></transactions>'
-    ))[0][1]["id"]
+    opened = children(
+        post(client, '<transactions id="1"><order sym="X" amount="1" limit="1"/></transactions>')
+    )[0][1]["id"]
     foreign = children(post(client, f'<transactions id="2"><query id="{opened}"/></transactions>'))
     missing = children(post(client, '<transactions id="2"><query id="999999"/></transactions>'))
     assert foreign[0][0] == missing[0][0] == "error"
