@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv db run test audit reset clean
+.PHONY: venv db run test lint audit reset clean
 
 venv: $(VENV)/.installed
 
@@ -27,8 +27,12 @@ endif
 run: venv
 	$(PY) -m app.run
 
-test: venv
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Checks that the books balance on the running database (DATABASE_URL or .pgdata).
 audit: venv

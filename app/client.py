@@ -1,0 +1,159 @@
+"""Send request documents to the exchange and print its replies: `python -m app.client`.
+
+    python -m app.client --tcp 127.0.0.1:12345 accounts.xml orders.xml
+    echo '<create/>' | python -m app.client --http http://127.0.0.1:8000/
+
+Each file (or stdin, also named `-`) is one request. Over TCP the request is
+framed as SPEC §5.2 says, and the reply is read whichever way the shim frames
+it: with a length line, or bare XML ended by closing the connection or by the
+end of the `<results>` element.
+"""
+
+import argparse
+import http.client
+import socket
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from lxml import etree
+
+MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
+READ_CHUNK = 64 * 1024
+EXIT_TRANSPORT_FAILURE = 1
+
+
+class TransportError(Exception):
+    """No usable reply: nothing came back, or what came back is not a reply."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    send = (
+        _tcp_sender(args.tcp, args.timeout) if args.tcp else _http_sender(args.http, args.timeout)
+    )
+    names = args.files or ["-"]
+    status = 0
+    for name in names:
+        if len(names) > 1:
+            print(f"==> {name} <==", flush=True)
+        try:
+            _show(send(_read_input(name)), args.raw)
+        except (OSError, http.client.HTTPException, TransportError) as error:
+            print(f"{'stdin' if name == '-' else name}: {error}", file=sys.stderr)
+            status = EXIT_TRANSPORT_FAILURE
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.client",
+        description="Send XML requests to the exchange and print the replies.",
+        epilog="Exit status: 0 when every request got a reply (even an <error> one), "
+        "1 when some request got none, 2 for a usage error.",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--tcp", metavar="HOST:PORT", type=_address, help="the legacy TCP protocol")
+    target.add_argument(
+        "--http", metavar="URL", help="the HTTP service, e.g. http://127.0.0.1:8000/"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="print replies as received, not pretty-printed"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for each reply"
+    )
+    parser.add_argument(
+        "files", nargs="*", metavar="FILE", help="request documents; none or - for stdin"
+    )
+    return parser
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, not {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _read_input(name: str) -> bytes:
+    return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+
+
+def _tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
+    def send(body: bytes) -> bytes:
+        with socket.create_connection(address, timeout=timeout) as connection:
+            connection.sendall(b"%d\n%s" % (len(body), body))
+            with connection.makefile("rb") as stream:
+                return read_reply(stream)
+
+    return send
+
+
+def _http_sender(url: str, timeout: float) -> Callable[[bytes], bytes]:
+    def send(body: bytes) -> bytes:
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/xml"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as error:  # 4xx and 5xx carry an <error> document too
+            return error.read()
+
+    return send
+
+
+def read_reply(stream) -> bytes:
+    """One reply from the shim, framed with a length line or not."""
+    first = stream.readline(MAX_LENGTH_LINE + 1)
+    digits = first.rstrip(b"\r\n")
+    if first.endswith(b"\n") and digits.isdigit():
+        reply = stream.read(int(digits))
+        if len(reply) < int(digits):
+            raise TransportError(
+                f"connection closed after {len(reply)} of {int(digits)} reply bytes"
+            )
+        return reply
+    return _read_bare_document(stream, first)
+
+
+def _read_bare_document(stream, start: bytes) -> bytes:
+    """Read until the root element closes or the connection does, whichever comes first."""
+    parser = etree.XMLPullParser(events=("end",), resolve_entities=False, no_network=True)
+    received = bytearray()
+    chunk = start
+    while chunk:
+        received += chunk
+        try:
+            parser.feed(chunk)
+            if any(element.getparent() is None for _, element in parser.read_events()):
+                break
+        except etree.XMLSyntaxError as error:
+            raise TransportError(f"reply is not XML: {error}") from None
+        chunk = stream.read1(READ_CHUNK)
+    if not received:
+        raise TransportError("connection closed without a reply")
+    return bytes(received)
+
+
+def _show(reply: bytes, raw: bool) -> None:
+    if not raw:
+        reply = _pretty(reply)
+    sys.stdout.buffer.write(reply if reply.endswith(b"\n") else reply + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def _pretty(reply: bytes) -> bytes:
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    try:
+        root = etree.fromstring(reply, parser)
+    except etree.XMLSyntaxError as error:
+        raise TransportError(f"reply is not XML: {error}") from None
+    return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

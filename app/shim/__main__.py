@@ -1,0 +1,129 @@
+"""`python -m app.shim`: serve the legacy TCP protocol until SIGTERM or SIGINT.
+
+Every flag defaults to its environment variable (docs/shim.md lists them).
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import signal
+import sys
+
+from app.shim.config import ShimConfig
+from app.shim.server import Shim
+
+LOG_FORMAT = "%(asctime)s [shim] [%(levelname)s] %(message)s"
+SPARE_FILE_DESCRIPTORS = 64  # log files, the listener, connections being set up
+
+log = logging.getLogger("app.shim")
+
+
+def main(argv: list[str] | None = None, environ=os.environ) -> int:
+    config, log_level = parse_args(argv, environ)
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    _raise_file_descriptor_limit(config.max_connections + config.concurrency)
+    try:
+        asyncio.run(_serve_until_signalled(config))
+    except OSError as error:
+        log.error("cannot serve on %s:%d: %s", config.host, config.port, error)
+        return 1
+    return 0
+
+
+def parse_args(argv: list[str] | None, environ=os.environ) -> tuple[ShimConfig, str]:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.shim",
+        description="Serve the legacy length-prefixed TCP protocol in front of the HTTP service.",
+    )
+    try:
+        defaults = ShimConfig.from_env(environ)
+    except ValueError as error:
+        parser.error(f"bad environment setting: {error}")
+    add = parser.add_argument
+    add("--host", default=defaults.host, help="address to listen on (EXCHANGE_SHIM_HOST)")
+    add("--port", type=int, default=defaults.port, help="port to listen on (EXCHANGE_SHIM_PORT)")
+    add(
+        "--upstream",
+        default=defaults.upstream,
+        help="URL of the HTTP service (EXCHANGE_SHIM_UPSTREAM)",
+    )
+    add(
+        "--reply-length",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.reply_length,
+        help="prefix each reply with its length line (EXCHANGE_SHIM_REPLY_LENGTH)",
+    )
+    add(
+        "--keep-open",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.keep_open,
+        help="keep connections open for further requests (EXCHANGE_SHIM_KEEP_OPEN)",
+    )
+    add(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="seconds without progress before giving up on a client (EXCHANGE_SHIM_IDLE_TIMEOUT)",
+    )
+    add(
+        "--upstream-timeout",
+        type=float,
+        default=defaults.upstream_timeout,
+        help="seconds to wait for the service's reply (EXCHANGE_SHIM_UPSTREAM_TIMEOUT)",
+    )
+    add(
+        "--concurrency",
+        type=int,
+        default=defaults.concurrency,
+        help="requests forwarded at once (EXCHANGE_SHIM_CONCURRENCY)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="client connections served at once (EXCHANGE_SHIM_MAX_CONNECTIONS)",
+    )
+    add(
+        "--max-body-bytes",
+        type=int,
+        default=defaults.max_body_bytes,
+        help="largest request accepted (EXCHANGE_MAX_BODY_BYTES)",
+    )
+    add(
+        "--log-level",
+        default=environ.get("EXCHANGE_LOG_LEVEL", "info"),
+        help="debug logs one line per request (EXCHANGE_LOG_LEVEL)",
+    )
+    settings = vars(parser.parse_args(argv))
+    log_level = settings.pop("log_level")
+    try:
+        return ShimConfig(**settings), log_level
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _raise_file_descriptor_limit(sockets: int) -> None:
+    """Many systems give processes a soft limit of 1024 files, fewer than the defaults need."""
+    needed = sockets + SPARE_FILE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard == resource.RLIM_INFINITY or hard >= needed:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        else:
+            log.warning(
+                "only %d file descriptors for %d sockets: lower --max-connections", hard, sockets
+            )
+
+
+async def _serve_until_signalled(config: ShimConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await Shim(config).serve(stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

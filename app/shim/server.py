@@ -1,0 +1,194 @@
+"""The TCP server: accepts legacy clients, reads their requests, relays the service's replies.
+
+Every stage is bounded, so a flood of clients queues instead of growing tasks
+or memory without limit:
+
+1. the kernel's accept backlog (BACKLOG) holds connections not yet accepted;
+2. at most `max_connections` connections are served at once, one task each;
+   while all those slots are taken the accept loop stops calling accept() and
+   the backlog holds the rest, so no connection is dropped for want of a task;
+3. at most `concurrency` requests are forwarded at once, one per pooled
+   keep-alive connection to the service; aiohttp queues the others in order.
+
+A connection reads its whole request before it queues for the service, so a
+slow client occupies a connection slot, never a connection to the service. (A
+fixed pool of workers taking sockets from a queue would instead let a few slow
+clients hold every worker while fast ones wait.)
+"""
+
+import asyncio
+import contextlib
+import logging
+import socket
+
+from app.protocol import render_error
+from app.shim.config import ShimConfig
+from app.shim.framing import READ_CHUNK, FramingError, RequestReader, frame_reply
+from app.shim.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 4096
+ACCEPT_RETRY_SECONDS = 0.1
+LINGER_SECONDS = 2.0
+
+
+class Shim:
+    """The legacy protocol on one listening socket, for as long as `serve` runs."""
+
+    def __init__(self, config: ShimConfig):
+        self._config = config
+        self._slots = asyncio.Semaphore(config.max_connections)
+        self._connections: set[asyncio.Task] = set()
+        self._between_requests: set[asyncio.Task] = set()
+        self._stopping = False
+        self._upstream: Upstream | None = None
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then finish the requests in flight and return."""
+        listener = listen(self._config.host, self._config.port)
+        host, port = listener.getsockname()[:2]
+        log.info("listening on %s:%d, forwarding to %s", host, port, self._config.upstream)
+        config = self._config
+        async with Upstream(
+            config.upstream, config.concurrency, config.upstream_timeout
+        ) as self._upstream:
+            try:
+                await self._accept_until(stop, listener)
+            finally:
+                listener.close()
+                await self._finish_in_flight()
+        log.info("stopped")
+
+    async def _accept_until(self, stop: asyncio.Event, listener: socket.socket) -> None:
+        """Run the accept loop until `stop` is set; an error of the loop itself propagates."""
+        accepting = asyncio.create_task(self._accept(listener))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({accepting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        accepting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await accepting
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            try:
+                client, peer = await loop.sock_accept(listener)
+            except OSError as error:  # out of file descriptors, and the like: wait, retry
+                self._slots.release()
+                log.warning("accept failed: %s", error)
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            task = asyncio.create_task(self._serve_connection(client, _describe(peer)))
+            self._connections.add(task)
+            task.add_done_callback(self._connection_closed)
+
+    def _connection_closed(self, task: asyncio.Task) -> None:
+        self._connections.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("serving a connection failed", exc_info=task.exception())
+
+    async def _finish_in_flight(self) -> None:
+        """Close connections idle between requests; give the others the upstream timeout."""
+        self._stopping = True
+        for task in self._between_requests:
+            task.cancel()
+        if not self._connections:
+            return
+        log.info("finishing %d connections", len(self._connections))
+        _, unfinished = await asyncio.wait(self._connections, timeout=self._config.upstream_timeout)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+
+    async def _serve_connection(self, client: socket.socket, peer: str) -> None:
+        reader, writer = await asyncio.open_connection(sock=client)
+        requests = RequestReader(reader, self._config.max_body_bytes, self._config.idle_timeout)
+        try:
+            await self._answer(requests, writer, peer)
+        except FramingError as error:
+            log.warning("%s: %s", peer, error)
+            await self._send(writer, render_error(str(error)), peer)
+        finally:
+            await _close(reader, writer)
+
+    async def _answer(
+        self, requests: RequestReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        """One request, or in keep-open mode requests until the client is done or we stop."""
+        body = await requests.next_request()
+        while body is not None:
+            reply = await self._forward(body, peer)
+            if not await self._send(writer, reply, peer):
+                return
+            if not self._config.keep_open or self._stopping:
+                return
+            body = await self._wait_between_requests(requests)
+
+    async def _wait_between_requests(self, requests: RequestReader) -> bytes | None:
+        """A wait that shutdown may cancel: no request is in flight during it."""
+        task = asyncio.current_task()
+        self._between_requests.add(task)
+        try:
+            return await requests.next_request()
+        finally:
+            self._between_requests.discard(task)
+
+    async def _forward(self, body: bytes, peer: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        reply = await self._upstream.forward(body)
+        log.debug(
+            "%s: %d-byte request, %d-byte reply in %.1f ms",
+            peer,
+            len(body),
+            len(reply),
+            (loop.time() - started) * 1000,
+        )
+        return reply
+
+    async def _send(self, writer: asyncio.StreamWriter, reply: bytes, peer: str) -> bool:
+        """Write one reply; False when the client has gone or takes longer than the idle timeout."""
+        writer.write(frame_reply(reply, self._config.reply_length))
+        try:
+            async with asyncio.timeout(self._config.idle_timeout):
+                await writer.drain()
+        except (ConnectionError, TimeoutError) as error:
+            log.warning("%s: reply not delivered: %s", peer, str(error) or type(error).__name__)
+            return False
+        return True
+
+
+async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Send FIN, discard input until the client closes too, then close; at most LINGER_SECONDS.
+
+    Closing a socket with unread input makes the kernel send RST, which can
+    destroy a reply the client has not read yet: think of a client that sends a
+    newline its length did not count, or an error reply to a body still coming.
+    """
+    try:
+        writer.write_eof()
+        async with asyncio.timeout(LINGER_SECONDS):
+            while await reader.read(READ_CHUNK):
+                pass
+            writer.close()
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
+        pass
+    finally:
+        writer.transport.abort()  # a no-op once closed; else drops what the client would not take
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket with a deep backlog, for any address family `host` resolves to."""
+    family, *_ = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    listener.setblocking(False)
+    return listener
+
+
+def _describe(peer) -> str:
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)

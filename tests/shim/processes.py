@@ -1,0 +1,108 @@
+"""A shim in a subprocess, started as `make run` starts it, and a stand-in for the service."""
+
+import contextlib
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from app.run import SHIM_COMMAND
+from app.storage.cluster import PROJECT, free_port
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 15.0
+
+
+@dataclass
+class ShimProcess:
+    address: tuple[str, int]
+    process: subprocess.Popen
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then the exit status once the shim has finished its requests."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+@contextlib.contextmanager
+def running_shim(
+    upstream: str, *flags: str, idle_timeout: float = 2.0, upstream_timeout: float = 5.0
+):
+    address = ("127.0.0.1", free_port())
+    command = [
+        *SHIM_COMMAND,
+        "--host",
+        address[0],
+        "--port",
+        str(address[1]),
+        "--upstream",
+        upstream,
+        "--idle-timeout",
+        str(idle_timeout),
+        "--upstream-timeout",
+        str(upstream_timeout),
+        *flags,
+    ]
+    shim = ShimProcess(address, subprocess.Popen(command, cwd=PROJECT))
+    try:
+        _wait_until_listening(shim)
+        yield shim
+    finally:
+        if shim.process.poll() is None:
+            shim.stop()
+
+
+def _wait_until_listening(shim: ShimProcess) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline and shim.process.poll() is None:
+        try:
+            socket.create_connection(shim.address, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    shim.process.kill()
+    raise RuntimeError(f"the shim did not listen on {shim.address} within {START_TIMEOUT} s")
+
+
+class _EchoHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn's gthread workers
+    disable_nagle_algorithm = True  # headers and body are separate writes
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.server.delay)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        pass
+
+
+class _EchoServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the default of 5 would drop a pool's connections at once
+
+
+@contextlib.contextmanager
+def echo_service(port: int, delay: float = 0.0):
+    """A stand-in for the service that answers each request with its own body, after `delay`."""
+    server = _EchoServer(("127.0.0.1", port), _EchoHandler)
+    server.delay = delay
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
