@@ -39,7 +39,19 @@ from decimal import (
 )
 
 import tenacity
-from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Engine,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import DBAPIError
 
@@ -65,6 +77,116 @@ SERIALIZATION_FAILURE = "40001"
 RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
 
 BOOK_BATCH = 16  # resting orders fetched per round trip while an order walks the book
+KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
+
+# -- statements, built once per process ---------------------------------------
+# Parameters are bound per call; SQLAlchemy compiles each statement once.
+
+_LOCK_SYMBOL = (
+    select(symbols.c.symbol)
+    .where(symbols.c.symbol == bindparam("symbol"))
+    .with_for_update(key_share=True)
+)
+_LOCK_ACCOUNTS = (
+    select(accounts.c.id, accounts.c.balance)
+    .where(accounts.c.id == any_(bindparam("account_ids", type_=ARRAY(Text))))
+    .order_by(accounts.c.id)
+    .with_for_update(key_share=True)
+)
+_ACCOUNT_EXISTS = select(accounts.c.id).where(accounts.c.id == bindparam("account_id"))
+# Named apart from the columns: an UPDATE treats parameters named like columns as SET values.
+_HELD = (positions.c.account_id == bindparam("holder")) & (
+    positions.c.symbol == bindparam("held_symbol")
+)
+_RESERVE_SHARES = (
+    update(positions)
+    .where(_HELD, positions.c.shares >= bindparam("wanted"))
+    .values(shares=positions.c.shares - bindparam("wanted"))
+    .returning(positions.c.shares)
+)
+_SHARES_HELD = select(positions.c.shares).where(_HELD)
+_INSERT_ORDER = insert(orders).returning(orders.c.id)
+_FILL_RESTING = (
+    update(orders)
+    .where(orders.c.id == bindparam("resting_id"))
+    .values(
+        open_shares=orders.c.open_shares - bindparam("taken"),
+        executed_shares=orders.c.executed_shares + bindparam("taken"),
+    )
+)
+_ADD_CASH = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("account"))
+    .values(balance=accounts.c.balance + bindparam("delta"))
+)
+_new_position = upsert(positions)
+_ADD_SHARES = _new_position.on_conflict_do_update(
+    index_elements=[positions.c.account_id, positions.c.symbol],
+    set_={"shares": positions.c.shares + _new_position.excluded.shares},
+)
+_ORDER_OWNER_SYMBOL = select(orders.c.symbol).where(
+    orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id")
+)
+_ORDER_OPEN_PART = select(orders.c.side, orders.c.limit_price, orders.c.open_shares).where(
+    orders.c.id == bindparam("order_id")
+)
+_CANCEL_REST = (
+    update(orders)
+    .where(orders.c.id == bindparam("order_id"))
+    .values(
+        open_shares=0,
+        canceled_shares=orders.c.open_shares,
+        canceled_at=func.clock_timestamp(),
+    )
+)
+_ORDER_VIEW = (
+    select(
+        orders.c.open_shares,
+        orders.c.canceled_shares,
+        orders.c.canceled_at,
+        executions.c.shares,
+        executions.c.price,
+        executions.c.executed_at,
+    )
+    .select_from(
+        orders.outerjoin(
+            executions,
+            or_(
+                executions.c.buy_order_id == orders.c.id,
+                executions.c.sell_order_id == orders.c.id,
+            ),
+        )
+    )
+    .where(orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id"))
+    .order_by(executions.c.id)
+)
+
+
+def _book_pages(is_buy: bool):
+    """The first page of the book an incoming order walks, and the page after a given row.
+
+    A buy takes sells, cheapest first; a sell takes buys, dearest first; equal
+    prices go oldest (lowest id) first. Later pages resume after the last row
+    seen (keyset paging), so each page is one scan of the book index.
+    """
+    price = orders.c.limit_price
+    book = select(orders.c.id, orders.c.account_id, price, orders.c.open_shares).where(
+        orders.c.symbol == bindparam("symbol"),
+        orders.c.side == ("sell" if is_buy else "buy"),
+        orders.c.open_shares > 0,
+    )
+    if is_buy:
+        book = book.where(price <= bindparam("limit")).order_by(price, orders.c.id)
+        better = price > bindparam("last_price")
+    else:
+        book = book.where(price >= bindparam("limit")).order_by(price.desc(), orders.c.id)
+        better = price < bindparam("last_price")
+    same_price_later = (price == bindparam("last_price")) & (orders.c.id > bindparam("last_id"))
+    page = book.limit(BOOK_BATCH)
+    return page, page.where(or_(better, same_price_later))
+
+
+_BOOK_PAGES = {is_buy: _book_pages(is_buy) for is_buy in (True, False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +222,7 @@ class Exchange:
     def __init__(self, engine: Engine, max_attempts: int = 5):
         self._engine = engine
         self.retries = 0
+        self._known_accounts: set[str] = set()
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
             stop=tenacity.stop_after_attempt(max_attempts),
@@ -121,10 +244,28 @@ class Exchange:
 
     # -- accounts and symbols -------------------------------------------------
 
+    def account_exists(self, account_id: str) -> bool:
+        """Whether the account exists; remembered once seen, since accounts are never deleted.
+
+        Every `<transactions>` request asks this first, so remembering saves a
+        transaction per request. The transactions that move money lock the
+        account row anyway and reject an account that is not there.
+        """
+        if account_id in self._known_accounts:
+            return True
+        if not self._find_account(account_id):
+            return False
+        self._remember(account_id)
+        return True
+
+    def _remember(self, account_id: str) -> None:
+        if len(self._known_accounts) >= KNOWN_ACCOUNTS_LIMIT:
+            self._known_accounts.clear()
+        self._known_accounts.add(account_id)
+
     @_transaction
-    def account_exists(self, connection: Connection, account_id: str) -> bool:
-        found = select(accounts.c.id).where(accounts.c.id == account_id)
-        return connection.execute(found).first() is not None
+    def _find_account(self, connection: Connection, account_id: str) -> bool:
+        return connection.execute(_ACCOUNT_EXISTS, {"account_id": account_id}).first() is not None
 
     @_transaction
     def create_account(self, connection: Connection, command: CreateAccount) -> None:
@@ -165,6 +306,8 @@ class Exchange:
         balances = _lock_accounts(
             connection, {command.account_id, *(match.account_id for match in matches)}
         )
+        if command.account_id not in balances:
+            raise Rejected(Reason.NO_SUCH_ACCOUNT)
 
         cash: dict[str, Decimal] = defaultdict(Decimal)
         stock: dict[str, Decimal] = defaultdict(Decimal)
@@ -186,17 +329,16 @@ class Exchange:
 
         executed = sum((match.shares for match in matches), Decimal(0))
         order_id = connection.execute(
-            insert(orders)
-            .values(
-                account_id=command.account_id,
-                symbol=command.symbol,
-                side="buy" if is_buy else "sell",
-                shares=shares,
-                limit_price=limit,
-                open_shares=shares - executed,
-                executed_shares=executed,
-            )
-            .returning(orders.c.id)
+            _INSERT_ORDER,
+            {
+                "account_id": command.account_id,
+                "symbol": command.symbol,
+                "side": "buy" if is_buy else "sell",
+                "shares": shares,
+                "limit_price": limit,
+                "open_shares": shares - executed,
+                "executed_shares": executed,
+            },
         ).scalar_one()
         _record_executions(connection, command.symbol, order_id, is_buy, matches)
         _add_cash(connection, cash)
@@ -213,18 +355,12 @@ class Exchange:
     @_transaction
     def cancel_order(self, connection: Connection, command: CancelOrder) -> OrderView:
         """Cancel the open remainder and refund its reservation in the same step."""
-        owned = select(orders.c.symbol).where(
-            orders.c.id == command.order_id, orders.c.account_id == command.account_id
-        )
-        symbol = connection.execute(owned).scalar_one_or_none()
+        order_key = {"order_id": command.order_id, "account_id": command.account_id}
+        symbol = connection.execute(_ORDER_OWNER_SYMBOL, order_key).scalar_one_or_none()
         if symbol is None:
             raise Rejected(Reason.NO_SUCH_ORDER)
         _lock_symbol(connection, symbol)
-        order = connection.execute(
-            select(orders.c.side, orders.c.limit_price, orders.c.open_shares).where(
-                orders.c.id == command.order_id
-            )
-        ).one()
+        order = connection.execute(_ORDER_OPEN_PART, {"order_id": command.order_id}).one()
         if order.open_shares == 0:
             raise Rejected(Reason.NOTHING_OPEN)
         _lock_accounts(connection, {command.account_id})
@@ -232,15 +368,7 @@ class Exchange:
             _add_cash(connection, {command.account_id: order.open_shares * order.limit_price})
         else:
             _add_shares(connection, symbol, {command.account_id: order.open_shares})
-        connection.execute(
-            update(orders)
-            .where(orders.c.id == command.order_id)
-            .values(
-                open_shares=0,
-                canceled_shares=orders.c.open_shares,
-                canceled_at=func.clock_timestamp(),
-            )
-        )
+        connection.execute(_CANCEL_REST, {"order_id": command.order_id})
         return _order_view(connection, command.order_id, command.account_id)
 
 
@@ -248,21 +376,13 @@ class Exchange:
 
 
 def _lock_symbol(connection: Connection, symbol: str) -> None:
-    locked = connection.execute(
-        select(symbols.c.symbol).where(symbols.c.symbol == symbol).with_for_update(key_share=True)
-    ).first()
-    if locked is None:
+    if connection.execute(_LOCK_SYMBOL, {"symbol": symbol}).first() is None:
         raise Rejected(Reason.NO_SUCH_SYMBOL)
 
 
 def _lock_accounts(connection: Connection, account_ids: set[str]) -> dict[str, Decimal]:
     """Lock the accounts in ascending id order; return the balances of those that exist."""
-    rows = connection.execute(
-        select(accounts.c.id, accounts.c.balance)
-        .where(accounts.c.id.in_(sorted(account_ids)))
-        .order_by(accounts.c.id)
-        .with_for_update(key_share=True)
-    )
+    rows = connection.execute(_LOCK_ACCOUNTS, {"account_ids": sorted(account_ids)})
     return {row.id: row.balance for row in rows}
 
 
@@ -273,15 +393,9 @@ def _require(available: Decimal, needed: Decimal, reason: Reason) -> None:
 
 def _reserve_shares(connection: Connection, account_id: str, symbol: str, shares: Decimal) -> None:
     """Take a seller's shares off its position, in one conditional update."""
-    held = (positions.c.account_id == account_id) & (positions.c.symbol == symbol)
-    reserved = connection.execute(
-        update(positions)
-        .where(held, positions.c.shares >= shares)
-        .values(shares=positions.c.shares - shares)
-        .returning(positions.c.shares)
-    ).first()
-    if reserved is None:
-        available = connection.execute(select(positions.c.shares).where(held)).scalar()
+    held = {"holder": account_id, "held_symbol": symbol}
+    if connection.execute(_RESERVE_SHARES, {**held, "wanted": shares}).first() is None:
+        available = connection.execute(_SHARES_HELD, held).scalar()
         raise Rejected(Reason.INSUFFICIENT_SHARES, needed=shares, available=available or 0)
 
 
@@ -290,30 +404,14 @@ def _walk_book(
 ) -> list[_Match]:
     """The resting orders an incoming order takes, best price first, then oldest.
 
-    The symbol lock is held, so the book is stable; it is read in small batches
-    through the book index, resuming after the last row seen.
+    The symbol lock is held, so the book is stable while it is read page by page.
     """
-    price = orders.c.limit_price
-    book = select(orders.c.id, orders.c.account_id, price, orders.c.open_shares).where(
-        orders.c.symbol == symbol,
-        orders.c.side == ("sell" if is_buy else "buy"),
-        orders.c.open_shares > 0,
-    )
-    if is_buy:
-        book = book.where(price <= limit).order_by(price, orders.c.id)
-    else:
-        book = book.where(price >= limit).order_by(price.desc(), orders.c.id)
-
+    first_page, next_page = _BOOK_PAGES[is_buy]
+    page, parameters = first_page, {"symbol": symbol, "limit": limit}
     matches: list[_Match] = []
     remaining = shares
-    after = None
     while remaining > 0:
-        batch = book
-        if after is not None:
-            last_price, last_id = after
-            better = price > last_price if is_buy else price < last_price
-            batch = book.where(or_(better, (price == last_price) & (orders.c.id > last_id)))
-        rows = connection.execute(batch.limit(BOOK_BATCH)).all()
+        rows = connection.execute(page, parameters).all()
         for row in rows:
             taken = min(remaining, row.open_shares)
             matches.append(_Match(row.id, row.account_id, row.limit_price, taken))
@@ -322,7 +420,8 @@ def _walk_book(
                 break
         if len(rows) < BOOK_BATCH:
             break
-        after = (rows[-1].limit_price, rows[-1].id)
+        page = next_page
+        parameters = {**parameters, "last_price": rows[-1].limit_price, "last_id": rows[-1].id}
     return matches
 
 
@@ -332,12 +431,7 @@ def _record_executions(
     if not matches:
         return
     connection.execute(
-        update(orders)
-        .where(orders.c.id == bindparam("resting_id"))
-        .values(
-            open_shares=orders.c.open_shares - bindparam("taken"),
-            executed_shares=orders.c.executed_shares + bindparam("taken"),
-        ),
+        _FILL_RESTING,
         [{"resting_id": match.order_id, "taken": match.shares} for match in matches],
     )
     connection.execute(
@@ -359,12 +453,7 @@ def _add_cash(connection: Connection, deltas: dict[str, Decimal]) -> None:
     """Apply balance changes to accounts this transaction has already locked."""
     changes = [{"account": account, "delta": delta} for account, delta in deltas.items() if delta]
     if changes:
-        connection.execute(
-            update(accounts)
-            .where(accounts.c.id == bindparam("account"))
-            .values(balance=accounts.c.balance + bindparam("delta")),
-            changes,
-        )
+        connection.execute(_ADD_CASH, changes)
 
 
 def _add_shares(connection: Connection, symbol: str, grants: dict[str, Decimal]) -> None:
@@ -374,14 +463,7 @@ def _add_shares(connection: Connection, symbol: str, grants: dict[str, Decimal])
         for account, shares in grants.items()
     ]
     if changes:
-        statement = upsert(positions)
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[positions.c.account_id, positions.c.symbol],
-                set_={"shares": positions.c.shares + statement.excluded.shares},
-            ),
-            changes,
-        )
+        connection.execute(_ADD_SHARES, changes)
 
 
 def _epoch_seconds(moment) -> int:
@@ -390,25 +472,7 @@ def _epoch_seconds(moment) -> int:
 
 def _order_view(connection: Connection, order_id: int, account_id: str) -> OrderView | None:
     """The order and its fills, oldest first, read in one statement (one snapshot)."""
-    trades = executions
-    rows = connection.execute(
-        select(
-            orders.c.open_shares,
-            orders.c.canceled_shares,
-            orders.c.canceled_at,
-            trades.c.shares,
-            trades.c.price,
-            trades.c.executed_at,
-        )
-        .select_from(
-            orders.outerjoin(
-                trades,
-                or_(trades.c.buy_order_id == orders.c.id, trades.c.sell_order_id == orders.c.id),
-            )
-        )
-        .where(orders.c.id == order_id, orders.c.account_id == account_id)
-        .order_by(trades.c.id)
-    ).all()
+    rows = connection.execute(_ORDER_VIEW, {"order_id": order_id, "account_id": account_id}).all()
     if not rows:
         return None
     first = rows[0]

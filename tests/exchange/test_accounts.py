@@ -80,3 +80,18 @@ def test_order_on_unknown_symbol_is_rejected(market):
     market.account("1", 100)
     with pytest.raises(Rejected, match="no such symbol"):
         market.buy("1", "NOPE", 1, 1)
+
+
+def test_account_existence_is_remembered_once_seen(market):
+    assert not market.exchange.account_exists("1")
+    market.account("1")
+    assert market.exchange.account_exists("1")
+
+
+@pytest.mark.parametrize("amount", ["1", "-1"])
+def test_order_from_an_unknown_account_is_rejected_and_changes_nothing(market, amount):
+    market.account("2")
+    market.grant("2", "X", 5)
+    with pytest.raises(Rejected, match="no such account"):
+        market.order("404", "X", amount, 1)
+    assert market.position("2", "X") == 5
