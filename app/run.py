@@ -26,6 +26,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [run] %(message)s")
     local = cluster.Cluster.from_env() if not os.environ.get("DATABASE_URL") else None
     environment = dict(os.environ)
+    environment.setdefault("EXCHANGE_SHIM_UPSTREAM", web_url(environment))
     if local is not None:
         local.ensure_running()
         environment["DATABASE_URL"] = local.url()
@@ -34,6 +35,14 @@ def main() -> int:
     finally:
         if local is not None:
             local.stop()
+
+
+def web_url(environment: dict[str, str]) -> str:
+    """Where the shim reaches the web tier: the address gunicorn binds, on loopback if wildcard."""
+    host, _, port = environment.get("EXCHANGE_BIND", "127.0.0.1:8000").rpartition(":")
+    if host in ("", "0.0.0.0", "[::]"):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}/"
 
 
 def _serve(environment: dict[str, str]) -> int:
