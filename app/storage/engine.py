@@ -1,7 +1,11 @@
 """One SQLAlchemy engine per process, always on the psycopg2 driver."""
 
-from sqlalchemy import create_engine
+import logging
+
+import tenacity
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 
 def database_engine(url: str, pool_size: int = 4) -> Engine:
@@ -20,3 +24,46 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
         pool_pre_ping=True,
         executemany_mode="values_plus_batch",
     )
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database did not answer within the start-up bound; the message says where and why."""
+
+
+def wait_for_database(engine: Engine, seconds: float, log: logging.Logger) -> None:
+    """Retry connecting for up to `seconds`, logging each wait, so a server can start first.
+
+    Containers and supervisors start processes in any order: the database may
+    still be initialising when the service starts.
+    """
+    where = engine.url.render_as_string(hide_password=True)
+
+    def report(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "waiting for the database at %s (%.0f of %g s): %s",
+            where,
+            state.seconds_since_start,
+            seconds,
+            _first_line(state.outcome.exception()),
+        )
+
+    try:
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(OperationalError),
+            stop=tenacity.stop_after_delay(seconds),
+            wait=tenacity.wait_fixed(1),
+            before_sleep=report,
+            reraise=True,
+        ):
+            with attempt, engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        raise DatabaseUnreachable(
+            f"the database at {where} did not answer within {seconds:g} s: {_first_line(error)}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """psycopg2's messages run over several lines; the first says what went wrong."""
+    orig = getattr(error, "orig", error)
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
