@@ -27,7 +27,7 @@ class RequestsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.kind = "unparsed"
         request = parse_request(self._read_body(req), self._max_body_bytes)
-        req.context.kind = "create" if request.acting_account is None else "transactions"
+        req.context.kind = request.kind
         req.context.account = request.acting_account
         req.context.replies = answer(self._exchange, request)
         resp.content_type = XML
