@@ -12,13 +12,16 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
     """Build an engine; call it after fork, so no pooled socket is shared by two processes.
 
     Plain `postgresql://` URLs are pinned to psycopg2, which SQLAlchemy 2.1 no
-    longer picks by default. Multi-row updates go out as one batch.
+    longer picks by default. Multi-row updates go out as one batch. Connecting
+    gives up after 10 s unless the URL says otherwise (`?connect_timeout=N`):
+    an unreachable host must not hang a request, a health check or the start.
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return create_engine(
         parsed,
+        connect_args={} if "connect_timeout" in parsed.query else {"connect_timeout": 10},
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=True,

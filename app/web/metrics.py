@@ -84,7 +84,7 @@ class ExchangeCounters:
         with self._lock:
             for attribute, counter in EXCHANGE_COUNTERS.items():
                 value = getattr(self._exchange, attribute)
-                counter.inc(value - self._seen[attribute])
+                counter.inc(float(value - self._seen[attribute]))
                 self._seen[attribute] = value
 
 
