@@ -21,7 +21,9 @@ COMPOSE_TEXT = (PROJECT / "docker-compose.yml").read_text()
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 DOCKERFILE = (PROJECT / "Dockerfile").read_text()
 README = (PROJECT / "README.md").read_text()
-SETTING = re.compile(r"\b(?:EXCHANGE_[A-Z_]+|DATABASE_URL|PROMETHEUS_MULTIPROC_DIR)\b")
+SETTING = re.compile(
+    r"\b(?:EXCHANGE_[A-Z_]+|DATABASE_URL|PROMETHEUS_MULTIPROC_DIR|POSTGRES_[A-Z]+)\b"
+)
 INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
