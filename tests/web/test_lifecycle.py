@@ -1,8 +1,11 @@
 """A real gunicorn starting before its database, without one, and stopping under load."""
 
 import http.client
+import os
+import signal
 import threading
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -102,3 +105,47 @@ def test_sigterm_lets_requests_in_flight_finish(engine, database_url, tmp_path):
     assert any(when > signalled for trader in traders for _, when in trader.replied), (
         "no request in flight at SIGTERM got its reply"
     )
+
+
+def live_gauge_pids(directory: Path) -> set[int]:
+    return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livesum_*.db")}
+
+
+def wait_for(condition, gunicorn, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert gunicorn.process.poll() is None, gunicorn.log_text()
+        assert time.monotonic() < deadline, gunicorn.log_text()
+        time.sleep(0.1)
+
+
+def test_metrics_of_an_earlier_run_are_wiped_at_start(database_url, schema_engine, tmp_path):
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    stale = metrics / "counter_1.db"
+    stale.write_bytes(b"left over")
+    gunicorn = start_gunicorn(
+        database_url, tmp_path / "gunicorn.log", PROMETHEUS_MULTIPROC_DIR=str(metrics)
+    )
+    try:
+        gunicorn.wait_until_ready()
+        assert not stale.exists()
+    finally:
+        gunicorn.stop()
+
+
+def test_a_dead_workers_gauges_are_dropped(database_url, schema_engine, tmp_path):
+    metrics = tmp_path / "metrics"
+    gunicorn = start_gunicorn(
+        database_url, tmp_path / "gunicorn.log", PROMETHEUS_MULTIPROC_DIR=str(metrics)
+    )
+    try:
+        gunicorn.wait_until_ready()
+        wait_for(lambda: len(live_gauge_pids(metrics)) == 2, gunicorn)
+        victim, survivor = sorted(live_gauge_pids(metrics))
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: victim not in live_gauge_pids(metrics), gunicorn)
+        wait_for(lambda: len(live_gauge_pids(metrics)) == 2, gunicorn)
+        assert survivor in live_gauge_pids(metrics)
+    finally:
+        gunicorn.stop()
