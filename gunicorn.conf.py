@@ -3,6 +3,7 @@
 Every value can be overridden from the environment; the README lists them.
 """
 
+import atexit
 import multiprocessing
 import os
 import shutil
@@ -53,13 +54,16 @@ logconfig_dict = {
 
 # -- metrics: each worker writes its values to files here, any worker serves the sum.
 # Set before a worker imports prometheus_client, which reads it once. Unset, a
-# temporary directory of this server's own, removed when it stops.
+# temporary directory of this server's own, removed when the master exits,
+# whichever way it does (workers exit too, and must leave it alone).
+def _remove_metrics_dir(master: int, directory: str) -> None:
+    if os.getpid() == master:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir = tempfile.mkdtemp(
-        prefix="exchange-metrics-"
-    )
-else:
-    _own_metrics_dir = None
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="exchange-metrics-")
+    atexit.register(_remove_metrics_dir, os.getpid(), os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def on_starting(server):
@@ -87,11 +91,6 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    if _own_metrics_dir is not None:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def _empty_directory(directory: Path) -> None:
