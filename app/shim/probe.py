@@ -1,9 +1,10 @@
 """`python -m app.shim.probe`: exit 0 when the shim and the service behind it both answer.
 
 A readiness check for containers and supervisors, needing nothing but Python:
-it sends one harmless request over the legacy protocol (a query in the name
-of account 0, which changes nothing) and calls the shim ready when a reply
-comes back that is not the shim's own "service unavailable".
+it sends one empty request over the legacy protocol (`<create/>`, which the
+service answers with `<results/>` without touching a table, and which no
+metric counts as a failure) and calls the shim ready when a reply comes back
+that is not the shim's own "service unavailable".
 """
 
 import argparse
@@ -15,7 +16,7 @@ from lxml import etree
 from app.client import TransportError, tcp_sender
 from app.shim.config import ShimConfig
 
-PROBE = b'<transactions id="0"><query id="0"/></transactions>'
+PROBE = b"<create/>"
 UNAVAILABLE = "service unavailable"
 
 
