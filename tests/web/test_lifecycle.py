@@ -84,17 +84,20 @@ class Trader(threading.Thread):
 
 def test_sigterm_lets_requests_in_flight_finish(engine, database_url, tmp_path):
     gunicorn = start_gunicorn(database_url, tmp_path / "gunicorn.log")
-    gunicorn.wait_until_ready()
-    setup = requests.post(gunicorn.url, data=f"<create>{ACCOUNTS}{SYMBOL}</create>", timeout=60)
-    assert setup.status_code == 200
-    traders = [Trader(gunicorn.url, str(900 + client)) for client in range(CLIENTS)]
-    for trader in traders:
-        trader.start()
-    while sum(len(trader.replied) for trader in traders) < REPLIES_BEFORE_SIGTERM:
-        assert all(trader.is_alive() for trader in traders), gunicorn.log_text()
-        time.sleep(0.01)
-    signalled = time.monotonic()
-    assert gunicorn.stop() == 0
+    try:
+        gunicorn.wait_until_ready()
+        setup = requests.post(gunicorn.url, data=f"<create>{ACCOUNTS}{SYMBOL}</create>", timeout=60)
+        assert setup.status_code == 200
+        traders = [Trader(gunicorn.url, str(900 + client)) for client in range(CLIENTS)]
+        for trader in traders:
+            trader.start()
+        while sum(len(trader.replied) for trader in traders) < REPLIES_BEFORE_SIGTERM:
+            assert all(trader.is_alive() for trader in traders), gunicorn.log_text()
+            time.sleep(0.01)
+        signalled = time.monotonic()
+    finally:
+        exit_status = gunicorn.stop()
+    assert exit_status == 0
     for trader in traders:
         trader.join(timeout=120)
 
