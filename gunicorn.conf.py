@@ -3,8 +3,12 @@
 Every value can be overridden from the environment; the README lists them.
 """
 
+import atexit
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 # -- server socket
 bind = os.environ.get("EXCHANGE_BIND", "127.0.0.1:8000")
@@ -48,15 +52,49 @@ logconfig_dict = {
 }
 
 
+# -- metrics: each worker writes its values to files here, any worker serves the sum.
+# Set before a worker imports prometheus_client, which reads it once. Unset, a
+# temporary directory of this server's own, removed when the master exits,
+# whichever way it does (workers exit too, and must leave it alone).
+def _remove_metrics_dir(master: int, directory: str) -> None:
+    if os.getpid() == master:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="exchange-metrics-")
+    atexit.register(_remove_metrics_dir, os.getpid(), os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
 def on_starting(server):
-    """Create the schema once, in the master, before any worker exists."""
+    """Wait for the database, create the schema once, before any worker exists."""
     from app.config import Config
-    from app.storage.engine import database_engine
+    from app.storage.engine import DatabaseUnreachable, database_engine, wait_for_database
     from app.storage.schema import create_schema
 
-    engine = database_engine(Config.from_env().database_url, pool_size=1)
+    _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    config = Config.from_env()
+    engine = database_engine(config.database_url, pool_size=1)
     try:
+        wait_for_database(engine, config.db_wait_seconds, server.log)
         create_schema(engine)
+    except DatabaseUnreachable as error:
+        server.log.error("cannot start: %s", error)
+        raise SystemExit(1) from None
     finally:
         engine.dispose()
     server.log.info("schema ready")
+
+
+def child_exit(server, worker):
+    """A dead worker's gauges no longer count; its counters do."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _empty_directory(directory: Path) -> None:
+    """Values left by an earlier run would be added to this one's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in directory.iterdir():
+        entry.unlink()

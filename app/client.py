@@ -31,9 +31,7 @@ class TransportError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    send = (
-        _tcp_sender(args.tcp, args.timeout) if args.tcp else _http_sender(args.http, args.timeout)
-    )
+    send = tcp_sender(args.tcp, args.timeout) if args.tcp else _http_sender(args.http, args.timeout)
     names = args.files or ["-"]
     status = 0
     for name in names:
@@ -82,7 +80,7 @@ def _read_input(name: str) -> bytes:
     return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
 
 
-def _tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
+def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
     def send(body: bytes) -> bytes:
         with socket.create_connection(address, timeout=timeout) as connection:
             connection.sendall(b"%d\n%s" % (len(body), body))

@@ -12,6 +12,8 @@ class Config:
     max_body_bytes: int = 1 << 20
     pool_size: int = 4
     max_attempts: int = 5
+    slow_ms: float = 1000.0
+    db_wait_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -20,4 +22,6 @@ class Config:
             max_body_bytes=int(environ.get("EXCHANGE_MAX_BODY_BYTES", cls.max_body_bytes)),
             pool_size=int(environ.get("EXCHANGE_DB_POOL_SIZE", cls.pool_size)),
             max_attempts=int(environ.get("EXCHANGE_DB_ATTEMPTS", cls.max_attempts)),
+            slow_ms=float(environ.get("EXCHANGE_SLOW_MS", cls.slow_ms)),
+            db_wait_seconds=float(environ.get("EXCHANGE_DB_WAIT_SECONDS", cls.db_wait_seconds)),
         )

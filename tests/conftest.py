@@ -1,21 +1,17 @@
 """Fixtures shared by all tests: a PostgreSQL database of their own, engines, a real server."""
 
 import os
-import subprocess
-import time
 import uuid
 
 import pytest
-import requests
 from sqlalchemy import make_url, text
 
 from app.exchange.transactions import Exchange
-from app.run import WEB_COMMAND
 from app.storage import cluster
-from app.storage.cluster import PROJECT
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata
 from tests.exchange.market import Market
+from tests.web.servers import start_gunicorn
 
 # Small enough that tests can cross it cheaply; the server runs with it too.
 SMALL_BODY_LIMIT = 4096
@@ -70,33 +66,15 @@ def market(engine):
 
 
 @pytest.fixture(scope="session")
-def server(database_url, schema_engine):
+def server(database_url, schema_engine, tmp_path_factory):
     """A real gunicorn serving the exchange, started as `make run` starts it."""
-    port = cluster.free_port()
-    environment = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        EXCHANGE_BIND=f"127.0.0.1:{port}",
-        EXCHANGE_WORKERS="2",
+    gunicorn = start_gunicorn(
+        database_url,
+        tmp_path_factory.mktemp("server") / "gunicorn.log",
         EXCHANGE_MAX_BODY_BYTES=str(SMALL_BODY_LIMIT),
     )
-    process = subprocess.Popen(WEB_COMMAND, cwd=PROJECT, env=environment)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(url, process)
-        yield url
+        gunicorn.wait_until_ready()
+        yield gunicorn.url
     finally:
-        process.terminate()
-        process.wait(timeout=40)
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"gunicorn did not become healthy within {timeout} s")
+        gunicorn.stop()

@@ -73,8 +73,9 @@ class Request:
     """A whole request document, its items in document order.
 
     `acting_account` is set for `<transactions>`: unless that account exists,
-    every item fails and nothing else happens.
+    every item fails and nothing else happens. `kind` names the root element.
     """
 
     items: tuple[Item, ...]
     acting_account: str | None = None
+    kind: str = "create"

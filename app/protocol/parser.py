@@ -225,14 +225,21 @@ def _transactions(root: etree._Element) -> Request:
     """Every child acts for the root's account; if its id is bad, every child fails."""
     children = _children(root)
     if not children:
-        return Request(items=(Item(echo=(), problem=Problem.NO_TRANSACTIONS.value),))
+        return Request(
+            items=(Item(echo=(), problem=Problem.NO_TRANSACTIONS.value),), kind="transactions"
+        )
     try:
         account = numbers.account_id(root.get("id"), "transactions id")
     except InvalidValue as problem:
         return Request(
-            items=tuple(Item(echo=_transaction_echo(c), problem=str(problem)) for c in children)
+            items=tuple(Item(echo=_transaction_echo(c), problem=str(problem)) for c in children),
+            kind="transactions",
         )
-    return Request(items=tuple(_transaction(c, account) for c in children), acting_account=account)
+    return Request(
+        items=tuple(_transaction(c, account) for c in children),
+        acting_account=account,
+        kind="transactions",
+    )
 
 
 def _transaction(element: etree._Element, account: str) -> Item:

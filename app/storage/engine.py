@@ -1,22 +1,72 @@
 """One SQLAlchemy engine per process, always on the psycopg2 driver."""
 
-from sqlalchemy import create_engine
+import logging
+
+import tenacity
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 
 def database_engine(url: str, pool_size: int = 4) -> Engine:
     """Build an engine; call it after fork, so no pooled socket is shared by two processes.
 
     Plain `postgresql://` URLs are pinned to psycopg2, which SQLAlchemy 2.1 no
-    longer picks by default. Multi-row updates go out as one batch.
+    longer picks by default. Multi-row updates go out as one batch. Connecting
+    gives up after 10 s unless the URL says otherwise (`?connect_timeout=N`):
+    an unreachable host must not hang a request, a health check or the start.
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return create_engine(
         parsed,
+        connect_args={} if "connect_timeout" in parsed.query else {"connect_timeout": 10},
         pool_size=pool_size,
         max_overflow=0,
         pool_pre_ping=True,
         executemany_mode="values_plus_batch",
     )
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database did not answer within the start-up bound; the message says where and why."""
+
+
+def wait_for_database(engine: Engine, seconds: float, log: logging.Logger) -> None:
+    """Retry connecting for up to `seconds`, logging each wait, so a server can start first.
+
+    Containers and supervisors start processes in any order: the database may
+    still be initialising when the service starts.
+    """
+    where = engine.url.render_as_string(hide_password=True)
+
+    def report(state: tenacity.RetryCallState) -> None:
+        log.warning(
+            "waiting for the database at %s (%.0f of %g s): %s",
+            where,
+            state.seconds_since_start,
+            seconds,
+            _first_line(state.outcome.exception()),
+        )
+
+    try:
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(OperationalError),
+            stop=tenacity.stop_after_delay(seconds),
+            wait=tenacity.wait_fixed(1),
+            before_sleep=report,
+            reraise=True,
+        ):
+            with attempt, engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+    except OperationalError as error:
+        raise DatabaseUnreachable(
+            f"the database at {where} did not answer within {seconds:g} s: {_first_line(error)}"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """psycopg2's messages run over several lines; the first says what went wrong."""
+    orig = getattr(error, "orig", error)
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -19,9 +19,10 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    inspect,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 metadata = MetaData()
 
@@ -152,3 +153,9 @@ def create_schema(engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
         metadata.create_all(connection, checkfirst=True)
+
+
+def missing_tables(connection: Connection) -> list[str]:
+    """Tables of the schema the database lacks: empty once `create_schema` has run."""
+    present = set(inspect(connection).get_table_names())
+    return [table.name for table in metadata.sorted_tables if table.name not in present]

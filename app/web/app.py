@@ -9,7 +9,9 @@ from app.config import Config
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, MalformedDocument, render_error
 from app.storage.engine import database_engine
-from app.web.resources import XML, HealthResource, RequestsResource
+from app.web import metrics
+from app.web.observe import RequestObserver
+from app.web.resources import XML, LivenessResource, ReadinessResource, RequestsResource
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +20,16 @@ def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
     engine = database_engine(config.database_url, config.pool_size)
     exchange = Exchange(engine, config.max_attempts)
+    metrics.watch_pool(engine, config.pool_size)
+    observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms)
 
-    app = falcon.App(media_type=XML)
+    app = falcon.App(media_type=XML, middleware=[observer])
     app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
-    app.add_route("/health", HealthResource(engine))
+    readiness = ReadinessResource(engine)
+    app.add_route("/livez", LivenessResource())
+    app.add_route("/readyz", readiness)
+    app.add_route("/health", readiness)
+    app.add_route("/metrics", metrics.MetricsResource())
     app.add_error_handler(MalformedDocument, _reply_error(falcon.HTTP_400))
     app.add_error_handler(DocumentTooLarge, _reply_error(falcon.HTTP_413))
     app.add_error_handler(DBAPIError, _database_unavailable)
@@ -33,7 +41,7 @@ def _reply_error(status: str):
     """A handler answering a protocol error with the `<results><error>` document."""
 
     def handle(req, resp, error, params):
-        log.info("rejected %s %s: %s", req.method, req.path, error)
+        req.context.error = str(error)
         resp.status = status
         resp.content_type = XML
         resp.data = render_error(str(error))
@@ -43,6 +51,7 @@ def _reply_error(status: str):
 
 def _database_unavailable(req, resp, error, params):
     log.error("database error on %s %s: %s", req.method, req.path, error)
+    req.context.error = "database unavailable"
     resp.status = falcon.HTTP_503
     resp.content_type = XML
     resp.data = render_error("database unavailable: the request was not completed")

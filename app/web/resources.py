@@ -1,13 +1,20 @@
 """Falcon resources: read the body, make one domain call, write the reply."""
 
+import logging
+
 import falcon
-from sqlalchemy import Engine, text
+from lxml import etree
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from app.exchange.service import answer
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, parse_request, render_results
+from app.storage.schema import missing_tables
 
 XML = "application/xml"
+
+log = logging.getLogger(__name__)
 
 
 class RequestsResource:
@@ -18,9 +25,13 @@ class RequestsResource:
         self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.kind = "unparsed"
         request = parse_request(self._read_body(req), self._max_body_bytes)
+        req.context.kind = request.kind
+        req.context.account = request.acting_account
+        req.context.replies = answer(self._exchange, request)
         resp.content_type = XML
-        resp.data = render_results(answer(self._exchange, request))
+        resp.data = render_results(req.context.replies)
 
     def _read_body(self, req: falcon.Request) -> bytes:
         """Read at most one byte past the limit, whether the length is declared or chunked."""
@@ -32,14 +43,38 @@ class RequestsResource:
         return req.stream.read(limit + 1)
 
 
-class HealthResource:
-    """`GET /health`: 200 when the database answers, 503 when it does not."""
+class LivenessResource:
+    """`GET /livez`: 200 while the process serves requests; it asks the database nothing."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = XML
+        resp.data = _health(live="ok")
+
+
+class ReadinessResource:
+    """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else 503.
+
+    A failing database is this endpoint's expected answer, not an error of the
+    request, so it is logged at debug only: the requests themselves log it.
+    """
 
     def __init__(self, engine: Engine):
         self._engine = engine
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        try:
+            with self._engine.connect() as connection:
+                missing = missing_tables(connection)
+        except DBAPIError as error:
+            log.debug("not ready: %s", error)
+            resp.status = falcon.HTTP_503
+            resp.content_type = XML
+            resp.data = _health(database="unavailable")
+            return
+        resp.status = falcon.HTTP_503 if missing else falcon.HTTP_200
         resp.content_type = XML
-        resp.data = b'<?xml version="1.0" encoding="UTF-8"?>\n<health database="ok"/>\n'
+        resp.data = _health(database="ok", schema="missing" if missing else "ok")
+
+
+def _health(**checks: str) -> bytes:
+    return etree.tostring(etree.Element("health", checks), xml_declaration=True, encoding="UTF-8")

@@ -188,6 +188,7 @@ def test_order_places_an_order_for_the_root_account():
             ),
         ),
         acting_account="7",
+        kind="transactions",
     )
 
 
@@ -257,19 +258,22 @@ def test_missing_transactions_id_fails_every_child_with_its_echo():
             ),
             Item(echo=(("id", "3"),), problem="missing transactions id"),
             Item(echo=(), problem="missing transactions id"),
-        )
+        ),
+        kind="transactions",
     )
 
 
 def test_malformed_transactions_id_fails_every_child():
     request = parse_request(b'<transactions id="x1"><cancel id="3"/></transactions>')
     assert request.acting_account is None
+    assert request.kind == "transactions"
     assert request.items[0].problem.startswith("malformed transactions id 'x1'")
 
 
 def test_transactions_without_children_is_one_problem():
     assert parse_request(b'<transactions id="1">\n  text only\n</transactions>') == Request(
         items=(Item(echo=(), problem="transactions element has no children"),),
+        kind="transactions",
     )
 
 

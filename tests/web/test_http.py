@@ -198,9 +198,3 @@ def test_get_on_requests_endpoint_gets_xml_405(client):
     response = client.simulate_get("/")
     assert response.status_code == 405
     assert children(response)[0][0] == "error"
-
-
-def test_health_checks_the_database(client):
-    response = client.simulate_get("/health")
-    assert response.status_code == 200
-    assert etree.fromstring(response.content).get("database") == "ok"

@@ -1,0 +1,111 @@
+"""Prometheus metrics of the web tier, and `GET /metrics`.
+
+Under gunicorn every worker is a process of its own: `PROMETHEUS_MULTIPROC_DIR`
+(set by gunicorn.conf.py before any worker starts) makes each one write its
+values to files there, and a scrape of any worker adds up all of them.
+Without it (an app built in-process, as the tests do) the values live in
+memory.
+
+Everything is counted from what the web tier sees: the request's kind, its
+HTTP outcome, the result of each item, and the exchange's own per-process
+counters, so the transaction module stays free of metrics code.
+"""
+
+import os
+import threading
+
+import falcon
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import Engine, event
+
+from app.exchange.results import Result
+from app.exchange.transactions import Exchange
+
+REQUESTS = Counter(
+    "exchange_requests",
+    "Request documents answered, by kind (create, transactions, unparsed) and outcome.",
+    ["kind", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "exchange_request_duration_seconds",
+    "Time to answer a request document, from its first byte read to its reply.",
+    ["kind"],
+)
+RESULTS = Counter(
+    "exchange_results",
+    "Replies to request items: created, opened (an order placed), status, canceled "
+    "(an order canceled), failed.",
+    ["result"],
+)
+RETRIES = Counter(
+    "exchange_transaction_retries",
+    "Transactions run again after a deadlock or serialization failure.",
+)
+CONNECTIONS_CHECKED_OUT = Gauge(
+    "exchange_db_connections_checked_out",
+    "Database connections in use by requests, over all live workers.",
+    multiprocess_mode="livesum",
+)
+POOL_SIZE = Gauge(
+    "exchange_db_pool_size",
+    "Database connections the live workers may hold at most.",
+    multiprocess_mode="livesum",
+)
+
+# The exchange's plain per-process counters, and the Prometheus counters they feed.
+EXCHANGE_COUNTERS = {"retries": RETRIES}
+
+
+def record_request(kind: str, outcome: str, seconds: float, results: list[Result]) -> None:
+    REQUESTS.labels(kind, outcome).inc()
+    REQUEST_SECONDS.labels(kind).observe(seconds)
+    for result in results:
+        RESULTS.labels(type(result).__name__.lower()).inc()
+
+
+class ExchangeCounters:
+    """Exports increments of the exchange's counters; one per process, shared by its threads."""
+
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
+        self._lock = threading.Lock()
+        self._seen = {attribute: 0 for attribute in EXCHANGE_COUNTERS}
+
+    def export(self) -> None:
+        with self._lock:
+            for attribute, counter in EXCHANGE_COUNTERS.items():
+                value = getattr(self._exchange, attribute)
+                counter.inc(float(value - self._seen[attribute]))
+                self._seen[attribute] = value
+
+
+def watch_pool(engine: Engine, size: int) -> None:
+    """Follow the engine's connection pool: its capacity, and connections checked out."""
+    POOL_SIZE.set(size)
+    event.listen(engine, "checkout", lambda *args: CONNECTIONS_CHECKED_OUT.inc())
+    event.listen(engine, "checkin", lambda *args: CONNECTIONS_CHECKED_OUT.dec())
+
+
+class MetricsResource:
+    """`GET /metrics`: every worker's metrics, in Prometheus' text format."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = CONTENT_TYPE_LATEST
+        resp.data = generate_latest(_registry())
+
+
+def _registry() -> CollectorRegistry:
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry

@@ -1,0 +1,76 @@
+"""One log line and the metrics of every request document, whatever its outcome.
+
+The line is `key=value` pairs (logfmt), at info level; bad input (4xx) and
+requests slower than the threshold are logged at warning, the database
+failing (503) at error:
+
+    request kind=transactions account=123 items=2 failed=1 status=200 outcome=ok ms=8.4
+"""
+
+import json
+import logging
+import time
+
+import falcon
+
+from app.exchange.results import Failed
+from app.web import metrics
+
+log = logging.getLogger("app.web.requests")
+
+OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "unavailable"}
+
+
+class RequestObserver:
+    """Falcon middleware; the requests resource fills `req.context` as it goes."""
+
+    def __init__(self, counters: metrics.ExchangeCounters, slow_ms: float):
+        self._counters = counters
+        self._slow_ms = slow_ms
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
+        kind = req.context.get("kind")
+        if kind is None:  # not a request document: health checks, metrics, unknown paths
+            return
+        seconds = time.perf_counter() - req.context.started
+        status = resp.status_code
+        outcome = OUTCOMES.get(status, str(status))
+        results = [result for _, result in req.context.get("replies", ())]
+        metrics.record_request(kind, outcome, seconds, results)
+        self._counters.export()
+
+        fields = {
+            "kind": kind,
+            "account": req.context.get("account") or "-",
+            "items": len(results),
+            "failed": sum(isinstance(result, Failed) for result in results),
+            "status": status,
+            "outcome": outcome,
+            "ms": f"{seconds * 1000:.1f}",
+        }
+        slow = seconds * 1000 >= self._slow_ms
+        if slow:
+            fields["slow"] = "true"
+        if "error" in req.context:
+            fields["error"] = req.context.error
+        log.log(_level(status, slow), "request %s", logfmt(fields))
+
+
+def _level(status: int, slow: bool) -> int:
+    if status >= 500:
+        return logging.ERROR
+    return logging.WARNING if slow or status >= 400 else logging.INFO
+
+
+def logfmt(fields: dict) -> str:
+    """`key=value` pairs; a value with spaces, quotes, `=` or control characters is JSON."""
+    return " ".join(f"{key}={_value(str(value))}" for key, value in fields.items())
+
+
+def _value(text: str) -> str:
+    if text and text.isprintable() and not any(char in text for char in ' "=\\'):
+        return text
+    return json.dumps(text, ensure_ascii=False)

@@ -1,0 +1,66 @@
+"""Liveness asks nothing of the database; readiness needs the database and its schema."""
+
+import pytest
+from falcon import testing
+from lxml import etree
+from sqlalchemy import make_url
+
+from app.config import Config
+from app.storage import cluster
+from app.web.app import create_app
+
+
+def health(response) -> dict[str, str]:
+    return dict(etree.fromstring(response.content).attrib)
+
+
+@pytest.fixture
+def unreachable_client():
+    """An app whose database URL points at a port where nothing listens."""
+    url = f"postgresql://postgres@127.0.0.1:{cluster.free_port()}/exchange"
+    return testing.TestClient(create_app(Config(database_url=url)))
+
+
+@pytest.fixture
+def schemaless_client(database_url):
+    """An app on a database that exists but whose tables were never created."""
+    url = make_url(database_url).set(database="exchange_without_schema")
+    url = url.render_as_string(hide_password=False)
+    cluster.create_database(url)
+    try:
+        yield testing.TestClient(create_app(Config(database_url=url)))
+    finally:
+        cluster.drop_database(url)
+
+
+def test_liveness_answers_with_the_database_up(client):
+    response = client.simulate_get("/livez")
+    assert response.status_code == 200
+    assert health(response) == {"live": "ok"}
+
+
+def test_liveness_answers_with_the_database_down(unreachable_client):
+    assert unreachable_client.simulate_get("/livez").status_code == 200
+
+
+def test_readiness_needs_the_database(unreachable_client):
+    response = unreachable_client.simulate_get("/readyz")
+    assert response.status_code == 503
+    assert health(response) == {"database": "unavailable"}
+
+
+def test_readiness_needs_the_schema(schemaless_client):
+    response = schemaless_client.simulate_get("/readyz")
+    assert response.status_code == 503
+    assert health(response) == {"database": "ok", "schema": "missing"}
+
+
+@pytest.mark.parametrize("path", ["/readyz", "/health"])
+def test_ready_with_database_and_schema(client, path):
+    response = client.simulate_get(path)
+    assert response.status_code == 200
+    assert health(response) == {"database": "ok", "schema": "ok"}
+
+
+def test_health_is_readiness(unreachable_client):
+    assert unreachable_client.simulate_get("/health").status_code == 503
