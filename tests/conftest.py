@@ -1,24 +1,22 @@
-"""Fixtures shared by all tests: a PostgreSQL database of their own, engines, a real server."""
+"""Fixtures shared by all tests: a PostgreSQL database of their own, engines, real servers."""
 
 import os
-import subprocess
-import time
 import uuid
 
 import pytest
-import requests
-from sqlalchemy import make_url, text
+from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
-from app.run import WEB_COMMAND
 from app.storage import cluster
-from app.storage.cluster import PROJECT
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata
 from tests.exchange.market import Market
+from tests.shim.processes import running_shim
+from tests.web.processes import running_server
 
 # Small enough that tests can cross it cheaply; the server runs with it too.
 SMALL_BODY_LIMIT = 4096
+SHIM_LIMIT_FLAG = ("--max-body-bytes", str(SMALL_BODY_LIMIT))
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +53,16 @@ def schema_engine(database_url):
     engine.dispose()
 
 
+def empty_tables(engine: Engine) -> None:
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
 def engine(schema_engine):
     """The session's engine, on tables emptied for this test."""
-    tables = ", ".join(table.name for table in metadata.sorted_tables)
-    with schema_engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_tables(schema_engine)
     return schema_engine
 
 
@@ -72,31 +74,12 @@ def market(engine):
 @pytest.fixture(scope="session")
 def server(database_url, schema_engine):
     """A real gunicorn serving the exchange, started as `make run` starts it."""
-    port = cluster.free_port()
-    environment = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        EXCHANGE_BIND=f"127.0.0.1:{port}",
-        EXCHANGE_WORKERS="2",
-        EXCHANGE_MAX_BODY_BYTES=str(SMALL_BODY_LIMIT),
-    )
-    process = subprocess.Popen(WEB_COMMAND, cwd=PROJECT, env=environment)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=40)
+    with running_server(database_url, workers="2", max_body_bytes=str(SMALL_BODY_LIMIT)) as running:
+        yield running.url
 
 
-def _wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"gunicorn did not become healthy within {timeout} s")
+@pytest.fixture(scope="session")
+def shim(server):
+    """A shim in front of the session's server, in the default framing: bare reply, then close."""
+    with running_shim(server, *SHIM_LIMIT_FLAG) as running:
+        yield running
