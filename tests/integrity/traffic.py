@@ -1,0 +1,171 @@
+"""Clients hammering a real server: several processes, each running several trading threads.
+
+Each thread is one account's client. It places crossing orders on a few hot
+symbols, cancels orders it placed moments ago while other clients cross them,
+cancels older ones, and queries its orders. It keeps every order id it got
+back and reports every reply that breaks the contract.
+"""
+
+import random
+import re
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from multiprocessing import get_context
+
+import requests
+from lxml import etree
+
+from app.exchange.errors import Reason
+from tests.integrity.books import Ledger, PlacedOrder
+
+TIMEOUT = 60.0
+QUERIES_PER_REQUEST = 100  # keeps a document under the small body limit of the test server
+# Texts that must never reach a client: the retries and the locking order hide them.
+LEAKS = re.compile(rb"deadlock|serializ|could not|psycopg|sqlalchemy", re.IGNORECASE)
+
+
+@dataclass
+class ClientReport:
+    account: str
+    placed: list[PlacedOrder] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    requests: int = 0
+    canceled: int = 0
+
+
+def post(session: requests.Session, url: str, body: str) -> tuple[int, bytes]:
+    response = session.post(
+        url, data=body.encode(), headers={"Content-Type": "application/xml"}, timeout=TIMEOUT
+    )
+    return response.status_code, response.content
+
+
+def transactions(account: str, *children: str) -> str:
+    return f'<transactions id="{account}">{"".join(children)}</transactions>'
+
+
+def query_statuses(url: str, account: str, order_ids: list[int]) -> dict[int, etree._Element]:
+    """Each order's `<status>` reply (or `<error>` for an id the account does not hold)."""
+    statuses = {}
+    with requests.Session() as session:
+        for start in range(0, len(order_ids), QUERIES_PER_REQUEST):
+            batch = order_ids[start : start + QUERIES_PER_REQUEST]
+            status, reply = post(
+                session, url, transactions(account, *(f'<query id="{i}"/>' for i in batch))
+            )
+            assert status == 200, reply
+            statuses.update(zip(batch, etree.fromstring(reply), strict=True))
+    return statuses
+
+
+class Trader:
+    def __init__(self, url: str, account: str, symbols: tuple[str, ...], seed: int):
+        self.url = url
+        self.symbols = symbols
+        self.rng = random.Random(seed)
+        self.report = ClientReport(account)
+
+    def trade(self, rounds: int) -> ClientReport:
+        with requests.Session() as self.session:
+            for _ in range(rounds):
+                roll = self.rng.random()
+                if roll < 0.6 or not self.report.placed:
+                    fresh = self.place_orders()
+                    if fresh and self.rng.random() < 0.5:
+                        self.cancel(self.rng.choice(fresh))  # while others may be crossing it
+                elif roll < 0.8:
+                    self.cancel(self.rng.choice(self.report.placed))
+                else:
+                    self.query(self.rng.sample(self.report.placed, min(3, len(self.report.placed))))
+        return self.report
+
+    def place_orders(self) -> list[PlacedOrder]:
+        wanted = [self.random_order() for _ in range(self.rng.randint(1, 3))]
+        children = [f'<order sym="{s}" amount="{a}" limit="{li}"/>' for s, a, li in wanted]
+        replies = self.send(children)
+        fresh = [
+            PlacedOrder(int(reply.get("id")), symbol, Decimal(amount), Decimal(limit))
+            for reply, (symbol, amount, limit) in zip(replies, wanted, strict=False)
+            if reply.tag == "opened"
+        ]
+        self.report.placed += fresh
+        return fresh
+
+    def random_order(self) -> tuple[str, str, str]:
+        """Prices around 100 on both sides, so that most orders cross something."""
+        shares = Decimal(self.rng.randint(1, 40)) / 2
+        amount = shares if self.rng.random() < 0.5 else -shares
+        limit = Decimal(self.rng.randint(396, 404)) / 4
+        return self.rng.choice(self.symbols), str(amount), str(limit)
+
+    def cancel(self, order: PlacedOrder) -> None:
+        replies = self.send([f'<cancel id="{order.order_id}"/>'], Reason.NOTHING_OPEN.value)
+        self.report.canceled += sum(1 for reply in replies if reply.tag == "canceled")
+
+    def query(self, chosen: list[PlacedOrder]) -> None:
+        replies = self.send([f'<query id="{order.order_id}"/>' for order in chosen])
+        for order, reply in zip(chosen, replies, strict=False):
+            if reply.tag == "status" and shares_in(reply) != abs(order.amount):
+                self.fail(f"order {order.order_id} seen half-updated", etree.tostring(reply))
+
+    def send(self, children: list[str], *allowed_errors: str) -> list[etree._Element]:
+        """Post one document; record every reply that breaks the contract; return the children."""
+        body = transactions(self.report.account, *children)
+        self.report.requests += 1
+        try:
+            status, reply = post(self.session, self.url, body)
+        except requests.RequestException as error:
+            self.fail(body, repr(error).encode())
+            return []
+        if status != 200 or LEAKS.search(reply):
+            self.fail(body, b"%d %s" % (status, reply))
+            return []
+        results = list(etree.fromstring(reply))
+        if len(results) != len(children):
+            self.fail(body, reply)
+        for result in results:
+            if result.tag == "error" and result.text not in allowed_errors:
+                self.fail(body, etree.tostring(result))
+        return results
+
+    def fail(self, request: str, reply: bytes) -> None:
+        self.report.failures.append(f"{request} -> {reply.decode(errors='replace')[:300]}")
+
+
+def shares_in(status: etree._Element) -> Decimal:
+    """Open + canceled + executed shares of one `<status>`: always the order's amount."""
+    return sum((Decimal(child.get("shares")) for child in status), Decimal(0))
+
+
+def _trade_in_threads(
+    url: str, accounts: list[str], symbols: tuple[str, ...], seed: int, rounds: int
+) -> list[ClientReport]:
+    traders = [Trader(url, a, symbols, seed * 1000 + n) for n, a in enumerate(accounts)]
+    with ThreadPoolExecutor(len(traders)) as pool:
+        return list(pool.map(lambda trader: trader.trade(rounds), traders))
+
+
+def hammer(
+    url: str, accounts: list[str], symbols: tuple[str, ...], processes: int, rounds: int
+) -> list[ClientReport]:
+    """Split the accounts over `processes` processes, one thread per account; all reports."""
+    groups = [accounts[n::processes] for n in range(processes)]
+    with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_trade_in_threads, url, group, symbols, seed, rounds)
+            for seed, group in enumerate(groups)
+        ]
+        return [report for future in futures for report in future.result()]
+
+
+def post_create(url: str, accounts: list[str], opening: Ledger) -> None:
+    """Open every account with the same cash and shares, in one `<create>`."""
+    grants = "".join(f'<account id="{a}">{{shares}}</account>' for a in accounts)
+    body = "".join(f'<account id="{a}" balance="{opening.cash}"/>' for a in accounts) + "".join(
+        f'<symbol sym="{symbol}">{grants.format(shares=shares)}</symbol>'
+        for symbol, shares in opening.shares.items()
+    )
+    with requests.Session() as session:
+        status, reply = post(session, url, f"<create>{body}</create>")
+    assert status == 200 and b"<error" not in reply, reply
