@@ -65,7 +65,7 @@ def wait_until_healthy(server: ServerProcess, timeout: float = START_TIMEOUT) ->
         try:
             if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or workers booting
             pass
         time.sleep(0.1)
     server.process.kill()
