@@ -9,7 +9,7 @@ from sqlalchemy import Engine, make_url, text
 from app.exchange.transactions import Exchange
 from app.storage import cluster
 from app.storage.engine import database_engine
-from app.storage.schema import create_schema, metadata
+from app.storage.schema import create_schema, metadata, order_ids
 from tests.exchange.market import Market
 from tests.shim.processes import running_shim
 from tests.web.processes import running_server
@@ -54,9 +54,11 @@ def schema_engine(database_url):
 
 
 def empty_tables(engine: Engine) -> None:
+    """Delete every row and restart every id, order ids included, so ids are predictable."""
     tables = ", ".join(table.name for table in metadata.sorted_tables)
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text(f"ALTER SEQUENCE {order_ids.name} RESTART"))
 
 
 @pytest.fixture
