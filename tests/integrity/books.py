@@ -1,11 +1,12 @@
 """How the integrity tests read the books: the audit, every table's rows, one account's ledger."""
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
 
 from lxml import etree
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from app.audit import audit
 from app.storage.schema import accounts, metadata, orders, positions
@@ -23,6 +24,36 @@ def snapshot(engine: Engine) -> dict[str, list[tuple]]:
             table.name: connection.execute(select(table).order_by(*table.primary_key.columns)).all()
             for table in metadata.sorted_tables
         }
+
+
+# PostgreSQL publishes a session's statistics within a second of it going idle.
+STATISTICS_SETTLE_SECONDS = 1.5
+SETTLE_TIMEOUT = 60.0
+
+
+def deadlocks(engine: Engine) -> int:
+    """PostgreSQL's count of deadlocks detected in this database, read once every other
+    session has been idle long enough to have published its statistics."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        with engine.connect() as connection:
+            busy = connection.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND (state <> 'idle'"
+                    "      OR state_change > now() - make_interval(secs => :settle))"
+                ),
+                {"settle": STATISTICS_SETTLE_SECONDS},
+            )
+            if not busy:
+                return connection.scalar(
+                    text(
+                        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+                    )
+                )
+        assert time.monotonic() < deadline, f"the database was never idle in {SETTLE_TIMEOUT} s"
+        time.sleep(0.1)
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,18 @@ from app.storage.cluster import free_port, temporary_cluster
 from app.storage.engine import database_engine
 from app.storage.schema import orders
 from tests.integrity.books import broken_rules
-from tests.integrity.test_stress import OPENING, SYMBOLS
-from tests.integrity.traffic import Tolerance, background_load, post_create
+from tests.integrity.traffic import (
+    ACCOUNTS,
+    OPENING,
+    SYMBOLS,
+    Tolerance,
+    background_load,
+    post_create,
+)
 from tests.shim.processes import running_shim
 from tests.shim.wire import children, converse, error_text, framed
 from tests.web.processes import running_server
 
-ACCOUNTS = [str(n) for n in range(1, 7)]
 RESPAWN_TIMEOUT = 30.0
 # What a client may see while PostgreSQL is down: a per-child error, or a 503 with an
 # `<error>` document when even the acting account cannot be looked up.
