@@ -1,6 +1,6 @@
 """SPEC §2 and §6 under load: many processes of many clients through a real gunicorn.
 
-Every account is driven by two clients in different processes at once.
+Every account is driven by three clients in three processes at once.
 Afterwards the audit must pass, no client may have seen a 5xx or a database
 error, every order id a client got back must exist, each account's cash and
 shares must be exactly what its own replies explain, and PostgreSQL must not

@@ -26,8 +26,8 @@ from tests.integrity.books import Ledger, PlacedOrder
 # The market under load: a few hot symbols; accounts of tight enough means that
 # orders are refused for want of cash or shares now and then.
 SYMBOLS = ("HOT", "WARM")
-ACCOUNTS = [str(n) for n in range(1, 7)]
-OPENING = Ledger.of(Decimal(10_000), {symbol: Decimal(100) for symbol in SYMBOLS}, ())
+ACCOUNTS = [str(n) for n in range(1, 5)]
+OPENING = Ledger.of(Decimal(3_000), {symbol: Decimal(40) for symbol in SYMBOLS}, ())
 
 TIMEOUT = 60.0
 QUERIES_PER_REQUEST = 100  # keeps a document under the small body limit of the test server
