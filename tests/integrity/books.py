@@ -29,31 +29,28 @@ def snapshot(engine: Engine) -> dict[str, list[tuple]]:
 # PostgreSQL publishes a session's statistics within a second of it going idle.
 STATISTICS_SETTLE_SECONDS = 1.5
 SETTLE_TIMEOUT = 60.0
+UNSETTLED_SESSIONS = text(
+    "SELECT pid, state, state_change, left(query, 80) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    " AND backend_type = 'client backend'"
+    " AND (state <> 'idle' OR state_change > now() - make_interval(secs => :settle))"
+)
 
 
 def deadlocks(engine: Engine) -> int:
     """PostgreSQL's count of deadlocks detected in this database, read once every other
     session has been idle long enough to have published its statistics."""
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while True:
-        with engine.connect() as connection:
-            busy = connection.scalar(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    " AND (state <> 'idle'"
-                    "      OR state_change > now() - make_interval(secs => :settle))"
-                ),
-                {"settle": STATISTICS_SETTLE_SECONDS},
-            )
-            if not busy:
-                return connection.scalar(
-                    text(
-                        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
-                    )
-                )
-        assert time.monotonic() < deadline, f"the database was never idle in {SETTLE_TIMEOUT} s"
-        time.sleep(0.1)
+    with engine.connect() as connection:  # one session: its own polls never unsettle it
+        while unsettled := connection.execute(
+            UNSETTLED_SESSIONS, {"settle": STATISTICS_SETTLE_SECONDS}
+        ).all():
+            connection.rollback()  # the statistics views are a snapshot per transaction
+            assert time.monotonic() < deadline, f"sessions busy for {SETTLE_TIMEOUT} s: {unsettled}"
+            time.sleep(0.1)
+        return connection.scalar(
+            text("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        )
 
 
 @dataclass(frozen=True)
