@@ -76,7 +76,7 @@ def not_well_formed(detail: str = "") -> Whole:
     return Whole(400, f"{NOT_WELL_FORMED}: {detail}" if detail else NOT_WELL_FORMED, exact=False)
 
 
-def order_error(text: str, **attributes: str) -> Each:
+def order_error(text: str, **attributes: str) -> tuple[bytes, Each]:
     """One `<order>` of the attacker, refused with `text`; its attributes echoed as sent."""
     element = "".join(f" {name}={quoteattr(value)}" for name, value in attributes.items())
     return attacker(f"<order{element}/>"), each(error(text, **attributes))
@@ -90,7 +90,7 @@ def create(*children: str) -> bytes:
     return f"<create>{''.join(children)}</create>".encode()
 
 
-def bad_number(name: str, shown: str, why: str) -> str:
+def malformed(name: str, shown: str, why: str) -> str:
     return f"malformed {name} {shown}: {why}"
 
 
@@ -170,16 +170,16 @@ CATALOGUE = {
     ),
     # -- SPEC §1 numbers, answered in the child's place
     "amount-1e309": order_error(
-        bad_number("amount", "'1e309'", EXPONENT), sym="SPY", amount="1e309", limit="1"
+        malformed("amount", "'1e309'", EXPONENT), sym="SPY", amount="1e309", limit="1"
     ),
     "limit-nan": order_error(
-        bad_number("limit", "'NaN'", NOT_FINITE), sym="SPY", amount="1", limit="NaN"
+        malformed("limit", "'NaN'", NOT_FINITE), sym="SPY", amount="1", limit="NaN"
     ),
     "amount-infinity": order_error(
-        bad_number("amount", "'Infinity'", NOT_FINITE), sym="SPY", amount="Infinity", limit="1"
+        malformed("amount", "'Infinity'", NOT_FINITE), sym="SPY", amount="Infinity", limit="1"
     ),
     "limit-minus-infinity": order_error(
-        bad_number("limit", "'-Infinity'", NOT_FINITE), sym="SPY", amount="1", limit="-Infinity"
+        malformed("limit", "'-Infinity'", NOT_FINITE), sym="SPY", amount="1", limit="-Infinity"
     ),
     "amount-minus-zero": order_error("amount must not be 0", sym="SPY", amount="-0", limit="1"),
     "amount-zero": order_error("amount must not be 0", sym="SPY", amount="0.000", limit="1"),
@@ -188,52 +188,52 @@ CATALOGUE = {
         "limit must be greater than 0", sym="SPY", amount="1", limit="-5"
     ),
     "amount-40-digits": order_error(
-        bad_number("amount", f"'{'1234567890' * 3}12'...", WHOLE_DIGITS),
+        malformed("amount", f"'{'1234567890' * 3}12'...", WHOLE_DIGITS),
         sym="SPY",
         amount="1234567890" * 4,
         limit="1",
     ),
     "limit-9-decimal-places": order_error(
-        bad_number("limit", "'1.123456789'", FRACTION_DIGITS),
+        malformed("limit", "'1.123456789'", FRACTION_DIGITS),
         sym="SPY",
         amount="1",
         limit="1.123456789",
     ),
     "amount-thousands-separator": order_error(
-        bad_number("amount", "'1,000'", "digit separators are not allowed"),
+        malformed("amount", "'1,000'", "digit separators are not allowed"),
         sym="SPY",
         amount="1,000",
         limit="1",
     ),
     "amount-non-ascii-digits": order_error(
-        bad_number("amount", "'١٠'", NOT_DECIMAL), sym="SPY", amount="١٠", limit="1"
+        malformed("amount", "'١٠'", NOT_DECIMAL), sym="SPY", amount="١٠", limit="1"
     ),
     "amount-empty": order_error("amount is empty", sym="SPY", amount="  ", limit="1"),
     "amount-missing": order_error("missing amount", sym="SPY", limit="1"),
     "limit-missing": order_error("missing limit", sym="SPY", amount="1"),
     # -- symbols
     "symbol-with-quote": order_error(
-        bad_number("symbol", "'S\"Y'", NOT_SYMBOL), sym='S"Y', amount="1", limit="1"
+        malformed("symbol", "'S\"Y'", NOT_SYMBOL), sym='S"Y', amount="1", limit="1"
     ),
     "symbol-with-angle-brackets": order_error(
-        bad_number("symbol", "'<b>'", NOT_SYMBOL), sym="<b>", amount="1", limit="1"
+        malformed("symbol", "'<b>'", NOT_SYMBOL), sym="<b>", amount="1", limit="1"
     ),
     "symbol-non-ascii-letters": order_error(
-        bad_number("symbol", "'ÄPFEL'", NOT_SYMBOL), sym="ÄPFEL", amount="1", limit="1"
+        malformed("symbol", "'ÄPFEL'", NOT_SYMBOL), sym="ÄPFEL", amount="1", limit="1"
     ),
     "symbol-unknown": order_error("no such symbol", sym="NOPE", amount="1", limit="1"),
     "create-symbol-with-apostrophe": (
         create('<symbol sym="S\'Y"><account id="2">5</account></symbol>'),
-        each(error(bad_number("symbol", '"S\'Y"', NOT_SYMBOL), sym="S'Y", id="2")),
+        each(error(malformed("symbol", '"S\'Y"', NOT_SYMBOL), sym="S'Y", id="2")),
     ),
     # -- accounts
     "create-account-id-with-letters": (
         create('<account id="12a" balance="1"/>'),
-        each(error(bad_number("account id", "'12a'", NOT_ACCOUNT), id="12a")),
+        each(error(malformed("account id", "'12a'", NOT_ACCOUNT), id="12a")),
     ),
     "create-account-id-100-digits": (
         create(f'<account id="{DIGITS_100}" balance="1"/>'),
-        each(error(bad_number("account id", SHOWN_100, NOT_ACCOUNT), id=DIGITS_100)),
+        each(error(malformed("account id", SHOWN_100, NOT_ACCOUNT), id=DIGITS_100)),
     ),
     "create-account-negative-balance": (
         create('<account id="7" balance="-5"/>'),
@@ -241,7 +241,7 @@ CATALOGUE = {
     ),
     "create-account-balance-1e309": (
         create('<account id="7" balance="1e309"/>'),
-        each(error(bad_number("balance", "'1e309'", EXPONENT), id="7")),
+        each(error(malformed("balance", "'1e309'", EXPONENT), id="7")),
     ),
     "create-account-balance-missing": (
         create('<account id="7"/>'),
@@ -255,15 +255,15 @@ CATALOGUE = {
         b'<transactions id="2x"><query id="3"/><order sym="SPY" amount="1" limit="1"/>'
         b"</transactions>",
         each(
-            error(bad_number("transactions id", "'2x'", NOT_ACCOUNT), id="3"),
+            error(malformed("transactions id", "'2x'", NOT_ACCOUNT), id="3"),
             error(
-                bad_number("transactions id", "'2x'", NOT_ACCOUNT), sym="SPY", amount="1", limit="1"
+                malformed("transactions id", "'2x'", NOT_ACCOUNT), sym="SPY", amount="1", limit="1"
             ),
         ),
     ),
     "transactions-id-100-digits": (
         f'<transactions id="{DIGITS_100}"><cancel id="3"/></transactions>'.encode(),
-        each(error(bad_number("transactions id", SHOWN_100, NOT_ACCOUNT), id="3")),
+        each(error(malformed("transactions id", SHOWN_100, NOT_ACCOUNT), id="3")),
     ),
     "transactions-id-missing": (
         b'<transactions><cancel id="3"/></transactions>',
@@ -337,14 +337,14 @@ CATALOGUE = {
         attacker('<query id="99999999999999999999"/>'),
         each(
             error(
-                bad_number("order id", "'99999999999999999999'", ORDER_ID_RANGE),
+                malformed("order id", "'99999999999999999999'", ORDER_ID_RANGE),
                 id="99999999999999999999",
             )
         ),
     ),
     "cancel-negative-id": (
         attacker('<cancel id="-1"/>'),
-        each(error(bad_number("order id", "'-1'", ORDER_ID_RANGE), id="-1")),
+        each(error(malformed("order id", "'-1'", ORDER_ID_RANGE), id="-1")),
     ),
     "query-id-missing": (attacker("<query/>"), each(error("missing order id"))),
     # -- unknown elements, empty requests
@@ -372,7 +372,7 @@ def over_tcp(server: str, shim, body: bytes) -> tuple[None, bytes]:
 
 
 @pytest.fixture(scope="module")
-def market(server, schema_engine):
+def market_under_attack(server, schema_engine):
     """The market every row attacks, built once: no row may change it."""
     empty_tables(schema_engine)
     with requests.Session() as session:
@@ -386,11 +386,12 @@ def market(server, schema_engine):
 @pytest.mark.parametrize("send", [over_http, over_tcp], ids=["http", "tcp"])
 @pytest.mark.parametrize("body, outcome", CATALOGUE.values(), ids=CATALOGUE.keys())
 def test_hostile_input_gets_its_specified_error_and_changes_nothing(
-    body, outcome, send, server, shim, market
+    body, outcome, send, server, shim, market_under_attack
 ):
-    before = snapshot(market)
+    engine = market_under_attack
+    before = snapshot(engine)
     status, reply = send(server, shim, body)
     outcome.check(status, reply)
-    assert snapshot(market) == before
-    assert broken_rules(market) == []
+    assert snapshot(engine) == before
+    assert broken_rules(engine) == []
     assert requests.get(f"{server}/health", timeout=10).status_code == 200
