@@ -45,7 +45,7 @@ def stored_order_ids(engine) -> set[int]:
 
 def wait_for_respawn(server, killed: int, workers: int) -> None:
     deadline = time.monotonic() + RESPAWN_TIMEOUT
-    while (pids := server.worker_pids()) and (killed in pids or len(pids) < workers):
+    while killed in (pids := server.worker_pids()) or len(pids) < workers:
         assert time.monotonic() < deadline, f"gunicorn did not replace worker {killed}"
         time.sleep(0.05)
 

@@ -168,11 +168,11 @@ class Trader:
         self.report.requests += 1
         try:
             status, reply = post(self.session, self.url, body)
-        except requests.ConnectionError as error:
-            self.judge(body, self.tolerance.disconnects, repr(error).encode())
-            return []
-        except requests.RequestException as error:  # a timeout: the service hung
+        except requests.Timeout as error:  # the service hung
             self.fail(body, repr(error).encode())
+            return []
+        except requests.RequestException as error:  # the connection broke before a reply
+            self.judge(body, self.tolerance.disconnects, repr(error).encode())
             return []
         if LEAKS.search(reply):
             self.fail(body, b"%d %s" % (status, reply))
