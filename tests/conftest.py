@@ -1,20 +1,22 @@
-"""Fixtures shared by all tests: a PostgreSQL database of their own, engines, a real server."""
+"""Fixtures shared by all tests: a PostgreSQL database of their own, engines, real servers."""
 
 import os
 import uuid
 
 import pytest
-from sqlalchemy import make_url, text
+from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
 from app.storage import cluster
 from app.storage.engine import database_engine
-from app.storage.schema import create_schema, metadata
+from app.storage.schema import create_schema, metadata, order_ids
 from tests.exchange.market import Market
-from tests.web.servers import start_gunicorn
+from tests.shim.processes import running_shim
+from tests.web.servers import running_gunicorn
 
 # Small enough that tests can cross it cheaply; the server runs with it too.
 SMALL_BODY_LIMIT = 4096
+SHIM_LIMIT_FLAG = ("--max-body-bytes", str(SMALL_BODY_LIMIT))
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +53,18 @@ def schema_engine(database_url):
     engine.dispose()
 
 
+def empty_tables(engine: Engine) -> None:
+    """Delete every row and restart every id, order ids included, so ids are predictable."""
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.execute(text(f"ALTER SEQUENCE {order_ids.name} RESTART"))
+
+
 @pytest.fixture
 def engine(schema_engine):
     """The session's engine, on tables emptied for this test."""
-    tables = ", ".join(table.name for table in metadata.sorted_tables)
-    with schema_engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_tables(schema_engine)
     return schema_engine
 
 
@@ -68,13 +76,16 @@ def market(engine):
 @pytest.fixture(scope="session")
 def server(database_url, schema_engine, tmp_path_factory):
     """A real gunicorn serving the exchange, started as `make run` starts it."""
-    gunicorn = start_gunicorn(
+    with running_gunicorn(
         database_url,
         tmp_path_factory.mktemp("server") / "gunicorn.log",
         EXCHANGE_MAX_BODY_BYTES=str(SMALL_BODY_LIMIT),
-    )
-    try:
-        gunicorn.wait_until_ready()
+    ) as gunicorn:
         yield gunicorn.url
-    finally:
-        gunicorn.stop()
+
+
+@pytest.fixture(scope="session")
+def shim(server):
+    """A shim in front of the session's server, in the default framing: bare reply, then close."""
+    with running_shim(server, *SHIM_LIMIT_FLAG) as running:
+        yield running

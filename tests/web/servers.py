@@ -1,5 +1,6 @@
 """A real gunicorn in a subprocess, started as `make run` starts it, its log kept in a file."""
 
+import contextlib
 import os
 import subprocess
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from app.run import WEB_COMMAND
+from app.run import STOP_TIMEOUT, WEB_COMMAND
 from app.storage.cluster import PROJECT, free_port
 
 READY_TIMEOUT = 60.0
@@ -26,7 +27,7 @@ class Gunicorn:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening, or booting
                 pass
             time.sleep(0.1)
         self.process.kill()
@@ -35,7 +36,16 @@ class Gunicorn:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def stop(self, timeout: float = 60.0) -> int:
+    def worker_pids(self) -> set[int]:
+        """The master's children: gunicorn's workers (psutil-free, from /proc)."""
+        return {
+            int(pid)
+            for children in Path(f"/proc/{self.process.pid}/task").glob("*/children")
+            for pid in children.read_text().split()
+        }
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM: gunicorn finishes the requests in flight, then exits."""
         if self.process.poll() is None:
             self.process.terminate()
         try:
@@ -45,18 +55,29 @@ class Gunicorn:
             raise
 
 
-def start_gunicorn(database_url: str, log: Path, **settings: str) -> Gunicorn:
+def start_gunicorn(database_url: str, log: Path, port: int | None = None, **settings) -> Gunicorn:
     """Start serving `database_url` on a free port; `settings` are extra environment variables."""
-    port = free_port()
-    environment = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        EXCHANGE_BIND=f"127.0.0.1:{port}",
-        EXCHANGE_WORKERS="2",
+    port = port or free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_BIND": f"127.0.0.1:{port}",
+        "EXCHANGE_WORKERS": "2",
         **settings,
-    )
-    with log.open("wb") as output:
+    }
+    with log.open("ab") as output:
         process = subprocess.Popen(
             WEB_COMMAND, cwd=PROJECT, env=environment, stdout=output, stderr=subprocess.STDOUT
         )
     return Gunicorn(process, f"http://127.0.0.1:{port}", log)
+
+
+@contextlib.contextmanager
+def running_gunicorn(database_url: str, log: Path, port: int | None = None, **settings):
+    """`start_gunicorn`, ready when yielded, stopped on the way out."""
+    gunicorn = start_gunicorn(database_url, log, port, **settings)
+    try:
+        gunicorn.wait_until_ready()
+        yield gunicorn
+    finally:
+        gunicorn.stop()
