@@ -36,7 +36,11 @@ class Created:
 
 @dataclass(frozen=True, slots=True)
 class Opened:
+    """An order placed; what it executed on arrival is not in the reply, only in metrics."""
+
     order_id: int
+    executions: int = 0
+    traded_shares: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

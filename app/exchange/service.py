@@ -16,7 +16,7 @@ from app.exchange.commands import (
     Request,
 )
 from app.exchange.errors import Reason, Rejected
-from app.exchange.results import Canceled, Created, Failed, Opened, Result, Status
+from app.exchange.results import Canceled, Created, Failed, Result, Status
 from app.exchange.transactions import Exchange
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def _execute(exchange: Exchange, command: Command) -> Result:
                 exchange.mint_shares(command)
                 return Created()
             case PlaceOrder():
-                return Opened(exchange.place_order(command))
+                return exchange.place_order(command)
             case QueryOrder():
                 return Status(exchange.query_order(command))
             case CancelOrder():

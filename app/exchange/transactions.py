@@ -64,7 +64,7 @@ from app.exchange.commands import (
     QueryOrder,
 )
 from app.exchange.errors import Reason, Rejected
-from app.exchange.results import Cancellation, Fill, OrderView
+from app.exchange.results import Cancellation, Fill, Opened, OrderView
 from app.storage.schema import accounts, executions, mints, orders, positions, symbols
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,7 @@ class Exchange:
     # -- orders ---------------------------------------------------------------
 
     @_transaction
-    def place_order(self, connection: Connection, command: PlaceOrder) -> int:
+    def place_order(self, connection: Connection, command: PlaceOrder) -> Opened:
         """Reserve, match against the book by price-time priority, rest the remainder."""
         is_buy = command.amount > 0
         shares, limit = abs(command.amount), command.limit
@@ -343,7 +343,7 @@ class Exchange:
         _record_executions(connection, command.symbol, order_id, is_buy, matches)
         _add_cash(connection, cash)
         _add_shares(connection, command.symbol, stock)
-        return order_id
+        return Opened(order_id, len(matches), executed)
 
     @_transaction
     def query_order(self, connection: Connection, command: QueryOrder) -> OrderView:

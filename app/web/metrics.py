@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from sqlalchemy import Engine, event
 
-from app.exchange.results import Result
+from app.exchange.results import Opened, Result
 from app.exchange.transactions import Exchange
 
 REQUESTS = Counter(
@@ -61,6 +61,12 @@ POOL_SIZE = Gauge(
     multiprocess_mode="livesum",
 )
 
+EXECUTIONS = Counter(
+    "exchange_executions",
+    "Executions: an incoming order matched with a resting one, at the resting order's limit.",
+)
+TRADED_SHARES = Counter("exchange_traded_shares", "Shares that changed hands in executions.")
+
 # The exchange's plain per-process counters, and the Prometheus counters they feed.
 EXCHANGE_COUNTERS = {"retries": RETRIES}
 
@@ -70,6 +76,9 @@ def record_request(kind: str, outcome: str, seconds: float, results: list[Result
     REQUEST_SECONDS.labels(kind).observe(seconds)
     for result in results:
         RESULTS.labels(type(result).__name__.lower()).inc()
+        if isinstance(result, Opened) and result.executions:
+            EXECUTIONS.inc(result.executions)
+            TRADED_SHARES.inc(float(result.traded_shares))
 
 
 class ExchangeCounters:

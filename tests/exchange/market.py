@@ -40,7 +40,7 @@ class Market:
 
     def order(self, account_id: str, symbol: str, amount, limit) -> int:
         command = PlaceOrder(account_id, symbol, Decimal(amount), Decimal(limit))
-        return self.exchange.place_order(command)
+        return self.exchange.place_order(command).order_id
 
     def query(self, account_id: str, order_id: int) -> OrderView:
         return self.exchange.query_order(QueryOrder(account_id, order_id))

@@ -61,6 +61,8 @@ def test_metrics_count_requests_results_and_latency(server, engine):
     assert grew("exchange_results_total", result="failed") == 1
     assert grew("exchange_request_duration_seconds_count", kind="transactions") == 3
     assert grew("exchange_request_duration_seconds_bucket", kind="transactions", le="+Inf") == 3
+    assert grew("exchange_executions_total") == 1
+    assert grew("exchange_traded_shares_total") == 4
     assert after[("exchange_transaction_retries_total", ())] >= 0
     assert after[("exchange_db_pool_size", ())] > 0
     assert after[("exchange_db_connections_checked_out", ())] == 0
