@@ -16,8 +16,8 @@ impossible by construction:
 
 No transaction takes a symbol after an account, or a lower account id after a
 higher one, so no cycle of waits can form. Deadlock and serialization
-failures are still retried a bounded number of times as a safety net, and
-each retry is counted and logged.
+failures are still retried a bounded number of times as a safety net, as are
+connections found broken before COMMIT; each retry is counted and logged.
 
 `NO KEY UPDATE` rather than `UPDATE`: the foreign-key checks of inserted
 rows take `KEY SHARE` locks, which it does not block.
@@ -199,8 +199,30 @@ class _Match:
     shares: Decimal
 
 
+class _LostBeforeCommit(Exception):
+    """The connection broke before COMMIT was sent, so nothing was applied: safe to run again.
+
+    Pooled connections are not pinged before use (that costs a round trip per
+    transaction); a connection the server dropped, after a restart say, fails
+    its first statement instead, and the transaction runs again on a new one.
+    A connection lost during COMMIT is not retried: the commit may have landed.
+    """
+
+    def __init__(self, error: DBAPIError):
+        super().__init__(str(error))
+        self.error = error
+
+
 def _is_retryable(error: BaseException) -> bool:
+    if isinstance(error, _LostBeforeCommit):
+        return True
     return isinstance(error, DBAPIError) and getattr(error.orig, "pgcode", None) in RETRYABLE
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, _LostBeforeCommit):
+        return "a lost connection"
+    return getattr(getattr(error, "orig", None), "pgcode", None) or type(error).__name__
 
 
 def _transaction(method):
@@ -211,9 +233,17 @@ def _transaction(method):
         @functools.wraps(method)
         def attempt():
             with self._engine.begin() as connection, localcontext(EXACT):
-                return method(self, connection, *args)
+                try:
+                    return method(self, connection, *args)
+                except DBAPIError as error:
+                    if error.connection_invalidated:
+                        raise _LostBeforeCommit(error) from error
+                    raise
 
-        return self._retrying.copy()(attempt)
+        try:
+            return self._retrying.copy()(attempt)
+        except _LostBeforeCommit as lost:
+            raise lost.error from None
 
     return run
 
@@ -237,7 +267,7 @@ class Exchange:
         log.warning(
             "retrying %s after %s (attempt %d, %d retries in this process)",
             state.fn.__name__ if state.fn else "transaction",
-            getattr(error.orig, "pgcode", error),
+            _reason(error),
             state.attempt_number,
             self.retries,
         )

@@ -15,6 +15,8 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
     longer picks by default. Multi-row updates go out as one batch. Connecting
     gives up after 10 s unless the URL says otherwise (`?connect_timeout=N`):
     an unreachable host must not hang a request, a health check or the start.
+    Pooled connections are not pinged before use: the transaction module runs
+    a transaction again when its connection turns out broken before COMMIT.
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -24,7 +26,6 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
         connect_args={} if "connect_timeout" in parsed.query else {"connect_timeout": 10},
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
         executemany_mode="values_plus_batch",
     )
 

@@ -1,0 +1,39 @@
+"""The safety nets of the transaction module: transactions that may run again, and when."""
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+
+from app.exchange.commands import CreateAccount
+from app.exchange.transactions import Exchange
+from app.storage.engine import database_engine
+
+
+@pytest.fixture
+def single_connection(engine, database_url):
+    """An engine whose pool holds one connection, so the test knows which one is used."""
+    own = database_engine(database_url, pool_size=1)
+    yield own
+    own.dispose()
+
+
+def _server_drops_the_pooled_connection(single_connection, engine) -> None:
+    with single_connection.connect() as pooled:
+        pid = pooled.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_connection_dropped_by_the_server_is_replaced_and_the_transaction_runs_again(
+    single_connection, engine
+):
+    exchange = Exchange(single_connection)
+    _server_drops_the_pooled_connection(single_connection, engine)
+
+    exchange.create_account(CreateAccount("1", Decimal(5)))
+
+    assert exchange.retries == 1
+    with engine.connect() as connection:
+        balance = connection.execute(text("SELECT balance FROM accounts WHERE id = '1'")).scalar()
+    assert balance == 5
