@@ -63,8 +63,7 @@ class ReadinessResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            with self._engine.connect() as connection:
-                missing = missing_tables(connection)
+            missing = self._missing_tables()
         except DBAPIError as error:
             log.debug("not ready: %s", error)
             resp.status = falcon.HTTP_503
@@ -74,6 +73,18 @@ class ReadinessResource:
         resp.status = falcon.HTTP_503 if missing else falcon.HTTP_200
         resp.content_type = XML
         resp.data = _health(database="ok", schema="missing" if missing else "ok")
+
+    def _missing_tables(self) -> list[str]:
+        """Asked twice if need be: a pooled connection the server dropped fails once, then
+        the pool is renewed (connections are not pinged before use)."""
+        try:
+            with self._engine.connect() as connection:
+                return missing_tables(connection)
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+        with self._engine.connect() as connection:
+            return missing_tables(connection)
 
 
 def _health(**checks: str) -> bytes:

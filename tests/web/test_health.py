@@ -3,10 +3,12 @@
 import pytest
 from falcon import testing
 from lxml import etree
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 
 from app.config import Config
 from app.storage import cluster
+from app.storage.engine import database_engine
+from app.storage.schema import create_schema
 from app.web.app import create_app
 
 
@@ -29,6 +31,21 @@ def schemaless_client(database_url):
     cluster.create_database(url)
     try:
         yield testing.TestClient(create_app(Config(database_url=url)))
+    finally:
+        cluster.drop_database(url)
+
+
+@pytest.fixture
+def own_database(database_url):
+    """A database of this test's own, with the schema, that the test may disconnect at will."""
+    url = make_url(database_url).set(database="exchange_readiness")
+    url = url.render_as_string(hide_password=False)
+    cluster.create_database(url)
+    engine = database_engine(url, pool_size=1)
+    create_schema(engine)
+    engine.dispose()
+    try:
+        yield url
     finally:
         cluster.drop_database(url)
 
@@ -64,3 +81,20 @@ def test_ready_with_database_and_schema(client, path):
 
 def test_health_is_readiness(unreachable_client):
     assert unreachable_client.simulate_get("/health").status_code == 503
+
+
+def test_readiness_survives_the_server_dropping_pooled_connections(own_database, database_url):
+    client = testing.TestClient(create_app(Config(database_url=own_database, pool_size=1)))
+    assert client.simulate_get("/readyz").status_code == 200
+    maintenance = database_engine(database_url, pool_size=1)
+    with maintenance.connect() as connection:
+        dropped = connection.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = 'exchange_readiness'"
+            )
+        ).scalar_one()
+    maintenance.dispose()
+
+    assert dropped == 1
+    assert client.simulate_get("/readyz").status_code == 200
