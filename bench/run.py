@@ -4,14 +4,18 @@
     BENCH_REPEATS=1 BENCH_SECONDS=5 make bench   # a quick look
     BENCH_POINTS=http,tcp,pgbench make bench     # some points only
 
-It starts its own PostgreSQL cluster in var/bench/pgdata (deleted and made
-anew each run), gunicorn and the shim on free ports, sets up the workload's
-accounts and symbols and preloads the deep book once, then measures every
-point for BENCH_SECONDS after BENCH_WARMUP unmeasured seconds, with locust
-headless as the load generator (locustfile.py, the same workload as
+It starts its own PostgreSQL cluster in var/bench/pgdata (made anew each
+run), gunicorn and the shim on free ports, sets up the workload's accounts
+and symbols and preloads the deep book (100,000 orders through the service:
+minutes), then measures every point for BENCH_SECONDS after BENCH_WARMUP
+unmeasured seconds, with locust headless as the load generator (locustfile.py, the same workload as
 `make load`). Rounds go over all points, BENCH_REPEATS times, so that drift
 (a database that grows, a neighbour that wakes up) weighs on every point
 alike; the tables give medians.
+
+The set-up cluster is saved in var/bench/setup-<hash of the schema's source>
+and later runs start from a copy of it, which saves the setup's minutes and
+starts every run from the same state; BENCH_FRESH=1 sets up afresh.
 
 The load generator and pgbench run pinned to one CPU (BENCH_LOADGEN_CPU,
 default the last one; `none` leaves them unpinned). The server side (gunicorn,
@@ -26,22 +30,26 @@ locust's CSVs and logs), and bench/results/latest points there;
 """
 
 import csv
+import hashlib
 import json
 import os
 import re
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from app.storage.cluster import PROJECT, Cluster, create_database, free_port
-from bench import figures
+from app.storage.cluster import PROJECT, Cluster, create_database, free_port, server_version
+from bench import figures, workload
 from bench.service import Service, machine_busy_s, usage
 from bench.workload import Shape, http_poster, set_up
 
 CEILING_SQL = Path(__file__).resolve().parent / "ceiling"
+SAVED_SETUPS = PROJECT / "var" / "bench"
 PGBENCH_CLIENTS = 8
 LOCUST_GRACE_S = 60
 SAMPLE_EVERY_S = 1.0
@@ -72,6 +80,7 @@ class Settings:
     loadgen_cpus: set[int] | None
     cpus: list[int]
     default_workers: int
+    fresh: bool
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Settings":
@@ -90,7 +99,13 @@ class Settings:
             loadgen_cpus=loadgen,
             cpus=cpus,
             default_workers=int(environ.get("EXCHANGE_WORKERS") or 2 * os.cpu_count()),
+            fresh=environ.get("BENCH_FRESH", "") not in {"", "0"},
         )
+
+    def pin_loadgen(self) -> None:
+        """Confine the calling process to the load generator's CPU (a preexec_fn)."""
+        if self.loadgen_cpus:
+            os.sched_setaffinity(0, self.loadgen_cpus)
 
     def wants(self, point: str) -> bool:
         return self.selected is None or point in self.selected
@@ -140,7 +155,7 @@ class Bench:
         self.runs: list[dict] = []
         self.pgbench: list[dict] = []
         self.points, self.sweeps = plan(settings)
-        self.cluster = Cluster(PROJECT / "var" / "bench" / "pgdata", free_port())
+        self.cluster = Cluster(SAVED_SETUPS / "pgdata", free_port())
         self.service = Service(self.cluster, directory)
         self.measured = 0
         self.started = time.monotonic()
@@ -148,11 +163,12 @@ class Bench:
     def run(self) -> None:
         self._write_meta()
         say(f"results go to {_show(self.directory)}")
-        self.cluster.reset()
+        self._restore_setup()
         self.cluster.ensure_running()
         try:
             self.service.start(self.settings.default_workers)
-            self._set_up()
+            if self._set_up():
+                self._save_setup()
             for round_number in range(1, self.settings.repeats + 1):
                 self._round(round_number)
             self.service.stop()
@@ -163,15 +179,53 @@ class Bench:
 
     # -- setup ----------------------------------------------------------------
 
-    def _set_up(self) -> None:
+    def _set_up(self) -> bool:
+        """Set up what the points need; whether anything was missing."""
+        started = time.monotonic()
         post = http_poster(self.service.url + "/")
-        for shape in {replace(p.shape, hot=False, children=1) for p in self.points.values()}:
-            set_up(post, shape, say=say)
-        if self.settings.wants("pgbench"):
-            limits = self.cluster.url("limits")
-            create_database(limits)
+        shapes = {replace(p.shape, hot=False, children=1) for p in self.points.values()}
+        created = [set_up(post, shape, say=say) for shape in shapes]
+        if self.settings.wants("pgbench") and not self._client(
+            "psql", "-Atc", "SELECT 1 FROM pg_database WHERE datname = 'limits'", "postgres"
+        ):
+            create_database(self.cluster.url("limits"))
             self._client("psql", "-q", "-f", CEILING_SQL / "order_schema.sql", "limits")
             say("pgbench tables ready")
+            created.append(True)
+        say(f"setup took {time.monotonic() - started:.0f} s")
+        return any(created)
+
+    def _saved_setup(self) -> Path:
+        """Where a set-up cluster is kept for the next run, named after the schema's
+        source: another schema means another setup."""
+        digest = hashlib.sha256()
+        for source in sorted((PROJECT / "app" / "storage").glob("*.py")) + [
+            Path(workload.__file__),
+            CEILING_SQL / "order_schema.sql",
+        ]:
+            digest.update(source.read_bytes())
+        digest.update(server_version(self.cluster.bindir()).encode())
+        return SAVED_SETUPS / f"setup-{digest.hexdigest()[:16]}"
+
+    def _restore_setup(self) -> None:
+        """Start from a copy of the saved setup when there is one (BENCH_FRESH=1: never)."""
+        self.cluster.reset()
+        saved = self._saved_setup()
+        if saved.exists() and not self.settings.fresh:
+            say(f"starting from the setup saved in {_show(saved)} (BENCH_FRESH=1 to redo it)")
+            shutil.copytree(saved, self.cluster.datadir, symlinks=True)
+
+    def _save_setup(self) -> None:
+        """Keep a copy of the set-up cluster, stopped, replacing older ones."""
+        self.service.stop()
+        self.cluster.stop()
+        for older in SAVED_SETUPS.glob("setup-*"):
+            shutil.rmtree(older)
+        saved = self._saved_setup()
+        shutil.copytree(self.cluster.datadir, saved, symlinks=True)
+        say(f"setup saved in {_show(saved)} for the next runs")
+        self.cluster.ensure_running()
+        self.service.start(self.settings.default_workers)
 
     def _client(self, program: str, *args: object) -> str:
         """Run one of PostgreSQL's client programs against the cluster, pinned like the load."""
@@ -186,15 +240,11 @@ class Bench:
             *map(str, args),
         ]
         result = subprocess.run(
-            command, capture_output=True, text=True, preexec_fn=self._pin_loadgen
+            command, capture_output=True, text=True, preexec_fn=self.settings.pin_loadgen
         )
         if result.returncode != 0:
             raise RuntimeError(f"{program} failed: {result.stdout}{result.stderr}")
         return result.stdout
-
-    def _pin_loadgen(self) -> None:
-        if self.settings.loadgen_cpus:
-            os.sched_setaffinity(0, self.settings.loadgen_cpus)
 
     # -- measuring ------------------------------------------------------------
 
@@ -224,39 +274,9 @@ class Bench:
     def _measure(self, round_number: int, name: str, point: Point) -> dict:
         prefix = self.directory / "locust" / f"{name}-{round_number}"
         prefix.parent.mkdir(exist_ok=True)
-        user = "LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"
         length = self.settings.warmup + self.settings.seconds
-        command = [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            "locustfile.py",
-            "--headless",
-            "--only-summary",
-            "--loglevel",
-            "WARNING",
-            "--exit-code-on-error",
-            "0",
-            "-u",
-            str(point.clients),
-            "-r",
-            str(point.clients),
-            "-t",
-            f"{length:g}s",
-            "--host",
-            self.service.url,
-            "--csv",
-            str(prefix),
-            user,
-        ]
-        environment = dict(
-            os.environ,
-            **point.shape.env(),
-            LOAD_SETUP="0",
-            LOAD_WARMUP=str(self.settings.warmup),
-            LOAD_TCP=f"127.0.0.1:{self.service.tcp_port}",
-            LOAD_SEED=str(round_number),
+        command, environment = locust_command(
+            point, self.service, prefix, self.settings.warmup, length, seed=round_number
         )
         server_pids = self.service.service_pids() + self.service.database_pids()
         before = usage(server_pids)
@@ -269,7 +289,7 @@ class Bench:
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=self._pin_loadgen,
+                preexec_fn=self.settings.pin_loadgen,
             )
             service_rss = database_rss = 0.0
             while locust.poll() is None:
@@ -280,7 +300,7 @@ class Bench:
                 time.sleep(SAMPLE_EVERY_S)
         wall = time.monotonic() - started
         server_cpu = usage(server_pids).cpu_s - before.cpu_s
-        stats = _aggregated(Path(f"{prefix}_stats.csv"))
+        stats = aggregated(Path(f"{prefix}_stats.csv"))
         return {
             "point": name,
             "round": round_number,
@@ -393,7 +413,47 @@ class Bench:
         (self.directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def _aggregated(stats_csv: Path) -> dict[str, float]:
+def locust_command(
+    point: Point, service: Service, prefix: Path, warmup: float, length: float, seed: int
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a headless locust run of `point`."""
+    user = "LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        "locustfile.py",
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+        "-u",
+        str(point.clients),
+        "-r",
+        str(point.clients),
+        "-t",
+        f"{length:g}s",
+        "--host",
+        service.url,
+        "--csv",
+        str(prefix),
+        user,
+    ]
+    environment = dict(
+        os.environ,
+        **point.shape.env(),
+        LOAD_SETUP="0",
+        LOAD_WARMUP=str(warmup),
+        LOAD_TCP=f"127.0.0.1:{service.tcp_port}",
+        LOAD_SEED=str(seed),
+    )
+    return command, environment
+
+
+def aggregated(stats_csv: Path) -> dict[str, float]:
     """The "Aggregated" row of locust's statistics; zeros when locust wrote none."""
     fields = ("Request Count", "Failure Count", "Requests/s", "50%", "99%")
     rows = []
@@ -434,7 +494,12 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the service and the cluster on the way out
     settings = Settings.from_env()
     directory = figures.RESULTS / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True)

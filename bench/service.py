@@ -54,9 +54,18 @@ class Service:
             EXCHANGE_SHIM_UPSTREAM=f"{self.url}/",
         )
         environment.pop("EXCHANGE_ACCESS_LOG", None)
-        log = open(self._log_dir / "service.log", "ab")  # noqa: SIM115 - closed with the children
+        log = open(self._log_dir / "service.log", "ab")
         self._children = [
-            subprocess.Popen(command, env=environment, cwd=PROJECT, stdout=log, stderr=log)
+            # Own sessions, as in app/run.py: Ctrl-C reaches the benchmark only,
+            # which then stops the service before the database.
+            subprocess.Popen(
+                command,
+                env=environment,
+                cwd=PROJECT,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
             for command in (WEB_COMMAND, SHIM_COMMAND)
         ]
         log.close()

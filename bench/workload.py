@@ -198,12 +198,12 @@ def http_poster(url: str, timeout: float = 300.0) -> Post:
 
 def set_up(
     post: Post, shape: Shape, parallel: int = 16, say: Callable[[str], None] = print
-) -> None:
+) -> bool:
     """Create the shape's universe unless it exists: accounts, their shares of
     every symbol, and the preloaded resting orders.
 
     Shares and resting orders go only to accounts created now, so running it
-    again changes nothing.
+    again changes nothing. Returns whether anything was created.
     """
     started = time.monotonic()
     accounts = "".join(
@@ -217,7 +217,7 @@ def set_up(
     created = CREATED_ACCOUNT.findall(reply)
     if not created:
         say(f"universe of {shape.symbols} symbols, {shape.resting} resting orders: already set up")
-        return
+        return False
     holders = "".join(f'<account id="{account}">{SHARES}</account>' for account in created)
     grants = [
         f'<create><symbol sym="{shape.symbol(n)}">{holders}</symbol></create>'.encode()
@@ -238,6 +238,7 @@ def set_up(
         f"universe of {shape.symbols} symbols, {shape.resting} resting orders: "
         f"{len(created)} accounts set up in {time.monotonic() - started:.1f} s"
     )
+    return True
 
 
 def _resting_documents(shape: Shape, accounts: list[str]) -> Iterable[bytes]:
