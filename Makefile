@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv db run test lint audit reset clean load bench bench-report
+.PHONY: venv db run test lint audit reset clean load bench bench-report bench-profile
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,10 @@ load: venv
 # Starts its own service and measures every point (about 20 min; see bench/run.py).
 bench: venv
 	$(PY) -m bench.run
+
+# Where a request's time goes: py-spy samples of the workers under load.
+bench-profile: venv
+	$(PY) -m bench.profile
 
 # Plots and tables of the latest `make bench` into docs/.
 bench-report: venv

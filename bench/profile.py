@@ -21,18 +21,27 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from app.exchange.service import answer
+from app.exchange.transactions import Exchange
+from app.protocol import parse_request, render_results
 from app.storage.cluster import PROJECT, Cluster, free_port
+from app.storage.engine import database_engine
 from bench import figures
 from bench.run import Settings, aggregated, locust_command, plan, say
 from bench.service import Service, process_tree, usage
-from bench.workload import http_poster, set_up
+from bench.workload import Shape, Trader, http_poster, set_up
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
 SAMPLES_PER_S = 200
 WARMUP_S = 5
+BACKEND_SAMPLE_EVERY_S = 0.02
 GENERIC = re.compile(
     r"\((threading|queue|selectors|socket|contextlib|functools|<frozen [^>]*>)\.py"
 )
@@ -81,12 +90,12 @@ def main() -> int:
         workers = process_tree(service.service_pids()[0])[1:]  # the master's children
         pids = service.service_pids() + service.database_pids()
         before, database_before = usage(pids), usage(service.database_pids())
-        profiles = {
-            "cpu": _record(workers, seconds, directory / "cpu", idle=False),
-            "wall": _record(workers, seconds, directory / "wall", idle=True),
-        }
+        profiles = {"cpu": _record(workers, seconds, directory / "cpu", idle=False)}
+        with BackendSampler(cluster.url()) as backends:
+            profiles["wall"] = _record(workers, seconds, directory / "wall", idle=True)
         after, database_after = usage(pids), usage(service.database_pids())
         locust.wait()
+        trips = round_trips(cluster.url(), point.shape)
     finally:
         service.stop()
         cluster.stop()
@@ -94,10 +103,89 @@ def main() -> int:
     window = 2 * seconds
     report = summary(profiles, rate * window, after.cpu_s - before.cpu_s,
                      database_after.cpu_s - database_before.cpu_s)  # fmt: skip
+    report += "\n\n" + backends.summary() + "\n\n" + trips
     (directory / "summary.txt").write_text(report + "\n")
     say(report)
     say(f"\nraw stacks and summary in {directory}")
     return 0
+
+
+class BackendSampler:
+    """What the service's PostgreSQL backends are doing, sampled from pg_stat_activity:
+    running, waiting for a lock or for the WAL, or idle in a transaction while
+    the worker computes."""
+
+    def __init__(self, url: str):
+        self._engine = sa.create_engine(url, poolclass=sa.NullPool)
+        self._counts: collections.Counter = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "BackendSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._engine.dispose()
+
+    def _sample(self) -> None:
+        query = sa.text(
+            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+        with self._engine.connect() as connection:
+            while not self._stop.wait(BACKEND_SAMPLE_EVERY_S):
+                for state, wait_type, wait in connection.execute(query):
+                    if state == "active":
+                        label = (
+                            f"active, waiting: {wait_type} {wait}"
+                            if wait_type
+                            else "active, on CPU"
+                        )
+                    else:
+                        label = state
+                    self._counts[label] += 1
+                connection.rollback()
+
+    def summary(self) -> str:
+        total = sum(self._counts.values()) or 1
+        lines = ["PostgreSQL backends of the service (pg_stat_activity samples)   share"]
+        for label, count in self._counts.most_common():
+            lines.append(f"  {label:<60} {100 * count / total:5.1f} %")
+        return "\n".join(lines)
+
+
+def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
+    """Statements and commits per kind of request, counted in-process on the
+    same code path as the service's (parse, answer, render)."""
+    engine = database_engine(url, pool_size=1)
+    statements = collections.Counter()
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.update(["sql"]))
+    event.listen(engine, "commit", lambda *args: statements.update(["commit"]))
+    exchange = Exchange(engine)
+    trader = Trader(shape, number=0, clients=1, seed=99)
+    per_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    try:
+        for _ in range(requests):
+            account, body, kind = trader.next_request()
+            statements.clear()
+            reply = render_results(answer(exchange, parse_request(body)))
+            trader.record(account, reply)
+            per_kind[kind].update(statements + collections.Counter(requests=1))
+    finally:
+        engine.dispose()
+    # psycopg2 sends BEGIN on its own before a transaction's first statement,
+    # so a request costs statements + 2 x transactions round trips.
+    lines = ["per request (in-process count)               statements  transactions"]
+    for kind, counts in sorted(per_kind.items()):
+        lines.append(
+            f"  {kind:<42} {counts['sql'] / counts['requests']:9.1f}"
+            f" {counts['commit'] / counts['requests']:9.1f}"
+        )
+    return "\n".join(lines)
 
 
 def _record(workers: list[int], seconds: float, prefix: Path, idle: bool) -> collections.Counter:

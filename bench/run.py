@@ -60,11 +60,11 @@ class Point:
     """One configuration to measure."""
 
     label: str
+    workers: int  # gunicorn worker processes
     transport: str = "http"  # or "tcp"
     shape: Shape = field(default_factory=Shape)
     clients: int = 32
-    workers: int = 0  # 0: gunicorn's default
-    cores: int = 0  # 0: every CPU
+    cores: int = 0  # the server side on the first `cores` CPUs; 0: on every CPU
 
     @property
     def service_state(self) -> tuple[int, int]:
@@ -114,7 +114,7 @@ class Settings:
 def plan(settings: Settings) -> tuple[dict[str, Point], dict[str, dict[int, str]]]:
     """The points, and the sweeps they form (value -> point); points that a
     sweep shares with the base are measured once, as the base."""
-    base = Point("mixed, 10 symbols, 32 clients, HTTP", workers=settings.default_workers)
+    base = Point("mixed, 10 symbols, 32 clients, HTTP", settings.default_workers)
     points = {
         "http": base,
         "tcp": replace(base, label="mixed, 10 symbols, 32 clients, TCP shim", transport="tcp"),
