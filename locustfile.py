@@ -59,17 +59,18 @@ def _set_up(environment, **kwargs):
         gevent.spawn_later(warmup, environment.runner.stats.reset_all)
 
 
-def _trader(user: User) -> Trader:
-    return Trader(SHAPE, next(CLIENT_NUMBERS), user.environment.parsed_options.num_users or 1, SEED)
-
-
-class ExchangeHttpUser(FastHttpUser):
-    """A client of `POST /`, over one keep-alive connection."""
+class Trading:
+    """What both users share: a closed loop, and a trader of their own."""
 
     wait_time = constant(0)
 
     def on_start(self):
-        self.trader = _trader(self)
+        clients = self.environment.parsed_options.num_users or 1
+        self.trader = Trader(SHAPE, next(CLIENT_NUMBERS), clients, SEED)
+
+
+class ExchangeHttpUser(Trading, FastHttpUser):
+    """A client of `POST /`, over one keep-alive connection."""
 
     @task
     def trade(self):
@@ -90,14 +91,9 @@ class ExchangeHttpUser(FastHttpUser):
             self.trader.record(account, reply)
 
 
-class LegacyTcpUser(User):
+class LegacyTcpUser(Trading, User):
     """A client of the shim, in the protocol's default framing: one connection
     per request, the reply read up to the shim's close."""
-
-    wait_time = constant(0)
-
-    def on_start(self):
-        self.trader = _trader(self)
 
     @task
     def trade(self):

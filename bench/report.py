@@ -73,25 +73,24 @@ def plot(
         ideal = [throughput[0] * value / values[0] for value in values]
         left.plot(values, ideal, linestyle=":", color="grey", label="linear from the first")
     _ceiling(results, left)
-    left.set_xticks(values)
-    left.set_xlabel(axis_label)
-    left.set_ylabel("requests/s")
-    left.set_ylim(bottom=0)
-    left.set_title(f"throughput vs {sweep}")
-    left.legend(fontsize="small")
+    _axes(left, values, axis_label, "requests/s", f"throughput vs {sweep}")
     if latency:
         right = axes[0][1]
         for field, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
             medians, spread, _ = _bars(results, points, field)
             right.errorbar(values, medians, yerr=spread, marker="o", capsize=4, label=label)
         right.axhline(50, linestyle="--", color="red", linewidth=1, label="p99 target")
-        right.set_xticks(values)
-        right.set_xlabel(axis_label)
-        right.set_ylabel("latency, ms")
-        right.set_ylim(bottom=0)
-        right.set_title(f"latency vs {sweep}")
-        right.legend(fontsize="small")
+        _axes(right, values, axis_label, "latency, ms", f"latency vs {sweep}")
     return _save(figure, filename)
+
+
+def _axes(axes, values: list[int], x_label: str, y_label: str, title: str) -> None:
+    axes.set_xticks(values)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_ylim(bottom=0)
+    axes.set_title(title)
+    axes.legend(fontsize="small")
 
 
 def _ceiling(results: Results, axes) -> None:
