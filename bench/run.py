@@ -93,7 +93,7 @@ class Settings:
         selected = environ.get("BENCH_POINTS")
         return cls(
             repeats=int(environ.get("BENCH_REPEATS") or 5),
-            seconds=float(environ.get("BENCH_SECONDS") or 12),
+            seconds=float(environ.get("BENCH_SECONDS") or 10),
             warmup=float(environ.get("BENCH_WARMUP") or 3),
             selected={name.strip() for name in selected.split(",")} if selected else None,
             loadgen_cpus=loadgen,
@@ -158,7 +158,7 @@ class Bench:
         self.cluster = Cluster(SAVED_SETUPS / "pgdata", free_port())
         self.service = Service(self.cluster, directory)
         self.measured = 0
-        self.started = time.monotonic()
+        self.started = self.measuring_since = time.monotonic()
 
     def run(self) -> None:
         self._write_meta()
@@ -169,6 +169,7 @@ class Bench:
             self.service.start(self.settings.default_workers)
             if self._set_up():
                 self._save_setup()
+            self.measuring_since = time.monotonic()
             for round_number in range(1, self.settings.repeats + 1):
                 self._round(round_number)
             self.service.stop()
@@ -369,7 +370,9 @@ class Bench:
         per_round = len(self.points) + self.settings.wants("pgbench")
         total = per_round * self.settings.repeats
         elapsed = time.monotonic() - self.started
-        remaining = elapsed / self.measured * (total - self.measured)
+        remaining = (
+            (time.monotonic() - self.measuring_since) / self.measured * (total - self.measured)
+        )
         say(
             f"[round {round_number}/{self.settings.repeats} {self.measured}/{total}, "
             f"{elapsed / 60:.1f} min, about {remaining / 60:.1f} min left] {text}"
