@@ -101,6 +101,15 @@ class Results:
     def total(self, point: str, field: str) -> float:
         return sum(row[field] for row in self.runs if row["point"] == point)
 
+    def cpu_per_request(self, point: str) -> float:
+        """Median CPU milliseconds the server side (service and PostgreSQL) spent
+        per request: steadier than throughput on a machine shared with others."""
+        return statistics.median(
+            10 * row["server_cpu_pct"] / row["requests_per_s"]
+            for row in self.runs
+            if row["point"] == point and row["requests_per_s"]
+        )
+
     def ceiling(self) -> Spread | None:
         return Spread.of([row["tps"] for row in self.pgbench]) if self.pgbench else None
 
@@ -123,6 +132,8 @@ class Results:
             "errors",
             "service RSS MB",
             "PostgreSQL RSS MB",
+            "server CPU %",
+            "server CPU ms/req",
             "load gen CPU %",
         ]
         rows = [header]
@@ -140,6 +151,8 @@ class Results:
                     f"{self.total(point, 'failures'):.0f} / {self.total(point, 'requests'):.0f}",
                     f"{self.spread(point, 'service_rss_mb').high:.0f}",
                     f"{self.spread(point, 'database_rss_mb').high:.0f}",
+                    f"{self.spread(point, 'server_cpu_pct').median:.0f}",
+                    f"{self.cpu_per_request(point):.1f}",
                     f"{self.spread(point, 'loadgen_cpu_pct').median:.0f}",
                 ]
             )
@@ -151,7 +164,7 @@ class Results:
                     f"database ceiling, {self.pgbench[0]['clients']:.0f} clients",
                     f"{ceiling.median:.0f}",
                     f"{ceiling.low:.0f}-{ceiling.high:.0f}",
-                    *[""] * 7,
+                    *[""] * 9,
                 ]
             )
         return rows

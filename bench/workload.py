@@ -226,13 +226,14 @@ def set_up(
     with ThreadPoolExecutor(parallel) as pool:
         # Shares first: the resting sells need them.
         for documents in (grants, _resting_documents(shape, created)):
+            batch_started = time.monotonic()
             for done, reply in enumerate(pool.map(post, documents), 1):
                 trouble = problem(reply)
                 if trouble:
                     raise RuntimeError(f"setting up the workload failed: {trouble}")
                 if documents is not grants and done % PROGRESS_EVERY == 0:
                     placed = min(done * RESTING_PER_DOCUMENT, shape.resting)
-                    rate = placed / (time.monotonic() - started)
+                    rate = placed / (time.monotonic() - batch_started)
                     say(f"  {placed:,} of {shape.resting:,} resting orders placed, {rate:.0f}/s")
     say(
         f"universe of {shape.symbols} symbols, {shape.resting} resting orders: "
