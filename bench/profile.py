@@ -164,7 +164,8 @@ def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
     engine = database_engine(url, pool_size=1)
     statements = collections.Counter()
     event.listen(engine, "before_cursor_execute", lambda *args: statements.update(["sql"]))
-    event.listen(engine, "commit", lambda *args: statements.update(["commit"]))
+    event.listen(engine, "commit", lambda *args: statements.update(["transaction"]))
+    event.listen(engine, "rollback", lambda *args: statements.update(["transaction"]))
     exchange = Exchange(engine)
     trader = Trader(shape, number=0, clients=1, seed=99)
     per_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
@@ -183,7 +184,7 @@ def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
     for kind, counts in sorted(per_kind.items()):
         lines.append(
             f"  {kind:<42} {counts['sql'] / counts['requests']:9.1f}"
-            f" {counts['commit'] / counts['requests']:9.1f}"
+            f" {counts['transaction'] / counts['requests']:9.1f}"
         )
     return "\n".join(lines)
 
