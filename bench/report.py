@@ -97,7 +97,9 @@ def _ceiling(results: Results, axes) -> None:
     ceiling = results.ceiling()
     if ceiling:
         axes.axhline(ceiling.median, linestyle="--", color="grey", linewidth=1, label="pgbench")
-        axes.axhline(0.6 * ceiling.median, linestyle="--", color="red", linewidth=1, label="60 % of pgbench")
+        axes.axhline(
+            0.6 * ceiling.median, linestyle="--", color="red", linewidth=1, label="60 % of pgbench"
+        )
 
 
 def plot_variants(results: Results, filename: str) -> str | None:
