@@ -35,13 +35,15 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 # Load against a running `make run`: 32 HTTP clients for 60 s, CSV under var/load/.
-# LOAD_ARGS adds locust options (LegacyTcpUser for the TCP shim), LOAD_* shape the
-# workload (see locustfile.py).
+# LOAD_USER=LegacyTcpUser goes through the TCP shim; LOAD_ARGS are locust's options;
+# LOAD_* variables shape the workload (see locustfile.py).
 LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_USER ?= ExchangeHttpUser
 LOAD_ARGS ?= -u 32 -r 32 -t 60s
 load: venv
 	mkdir -p var/load
-	$(PY) -m locust -f locustfile.py --headless --host $(LOAD_HOST) --csv var/load/load $(LOAD_ARGS)
+	$(PY) -m locust -f locustfile.py --headless --host $(LOAD_HOST) --csv var/load/load \
+		$(LOAD_ARGS) $(LOAD_USER)
 
 # Starts its own service and measures every point (about 20 min; see bench/run.py).
 bench: venv

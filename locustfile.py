@@ -2,8 +2,9 @@
 
     make run                       # in one terminal
     make load                      # in another: 32 HTTP clients for 60 s, CSV under var/load/
+    make load LOAD_USER=LegacyTcpUser                   # the same through the shim
     .venv/bin/locust -f locustfile.py --headless -u 32 -r 32 -t 60s \\
-        --host http://127.0.0.1:8000 LegacyTcpUser          # the same through the shim
+        --host http://127.0.0.1:8000 LegacyTcpUser      # what that runs, minus the CSV
 
 Each user is one client in a closed loop (no think time). Every request is one
 `<transactions>` document of one of the client's own accounts with
