@@ -25,10 +25,11 @@ def _opened(order_id: int) -> bytes:
     return f'<results><opened sym="X" amount="1" limit="1" id="{order_id}"/></results>'.encode()
 
 
-def test_children_follow_the_mix_and_touch_only_the_accounts_own_orders():
+def test_children_follow_the_mix_and_cancel_each_own_order_at_most_once():
     shape = Shape(accounts=8, symbols=3)
     trader = Trader(shape, number=1, clients=4)
     opened = collections.defaultdict(set)
+    canceled = set()
     kinds = collections.Counter()
     for order_id in range(20_000):
         account, body, kind = trader.next_request()
@@ -36,6 +37,9 @@ def test_children_follow_the_mix_and_touch_only_the_accounts_own_orders():
         referenced = re.search(rb'<(?:query|cancel) id="(\d+)"', body)
         if referenced:
             assert int(referenced.group(1)) in opened[account]
+        if kind == "cancel":
+            assert int(referenced.group(1)) not in canceled, "canceled twice"
+            canceled.add(int(referenced.group(1)))
         if kind == "order":
             trader.record(account, _opened(order_id))
             opened[account].add(order_id)
