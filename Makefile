@@ -45,7 +45,8 @@ load: venv
 	$(PY) -m locust -f locustfile.py --headless --host $(LOAD_HOST) --csv var/load/load \
 		$(LOAD_ARGS) $(LOAD_USER)
 
-# Starts its own service and measures every point (about 20 min; see bench/run.py).
+# Starts its own service and measures every point (about 17 min, plus minutes of setup the first time;
+# see bench/run.py).
 bench: venv
 	$(PY) -m bench.run
 

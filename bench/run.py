@@ -1,6 +1,6 @@
 """`make bench`: start the service, drive the workload and its variants, print the figures.
 
-    make bench                                   # every point, 5 repetitions (about 20 min)
+    make bench                                   # every point, 5 repetitions (about 17 min + setup)
     BENCH_REPEATS=1 BENCH_SECONDS=5 make bench   # a quick look
     BENCH_POINTS=http,tcp,pgbench make bench     # some points only
 
