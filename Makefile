@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv db run test lint audit reset clean
+.PHONY: venv db run test lint audit reset clean load bench bench-report bench-profile
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,30 @@ test: lint
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Load against a running `make run`: 32 HTTP clients for 60 s, CSV under var/load/.
+# LOAD_USER=LegacyTcpUser goes through the TCP shim; LOAD_ARGS are locust's options;
+# LOAD_* variables shape the workload (see locustfile.py).
+LOAD_HOST ?= http://127.0.0.1:8000
+LOAD_USER ?= ExchangeHttpUser
+LOAD_ARGS ?= -u 32 -r 32 -t 60s
+load: venv
+	mkdir -p var/load
+	$(PY) -m locust -f locustfile.py --headless --host $(LOAD_HOST) --csv var/load/load \
+		$(LOAD_ARGS) $(LOAD_USER)
+
+# Starts its own service and measures every point (about 17 min, plus minutes of setup the first time;
+# see bench/run.py).
+bench: venv
+	$(PY) -m bench.run
+
+# Where a request's time goes: py-spy samples of the workers under load.
+bench-profile: venv
+	$(PY) -m bench.profile
+
+# Plots and tables of the latest `make bench` into docs/.
+bench-report: venv
+	$(PY) -m bench.report
 
 # Checks that the books balance on the running database (DATABASE_URL or .pgdata).
 audit: venv

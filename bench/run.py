@@ -1,0 +1,525 @@
+"""`make bench`: start the service, drive the workload and its variants, print the figures.
+
+    make bench                                   # every point, 5 repetitions (about 17 min + setup)
+    BENCH_REPEATS=1 BENCH_SECONDS=5 make bench   # a quick look
+    BENCH_POINTS=http,tcp,pgbench make bench     # some points only
+
+It starts its own PostgreSQL cluster in var/bench/pgdata (made anew each
+run), gunicorn and the shim on free ports, sets up the workload's accounts
+and symbols and preloads the deep book (100,000 orders through the service:
+minutes), then measures every point for BENCH_SECONDS after BENCH_WARMUP
+unmeasured seconds, with locust headless as the load generator (locustfile.py, the same workload as
+`make load`). Rounds go over all points, BENCH_REPEATS times, so that drift
+(a database that grows, a neighbour that wakes up) weighs on every point
+alike; the tables give medians.
+
+The set-up cluster is saved in var/bench/setup-<hash of the schema's source>
+and later runs start from a copy of it, which saves the setup's minutes and
+starts every run from the same state; BENCH_FRESH=1 sets up afresh.
+
+The load generator and pgbench run pinned to one CPU (BENCH_LOADGEN_CPU,
+default the last one; `none` leaves them unpinned). The server side (gunicorn,
+shim, PostgreSQL) gets every CPU, or the first 1 or 2 for the cores sweep:
+on a 2-core machine, "1 core" is a server alone on CPU 0 with the load
+generator on CPU 1, and "2 cores" shares CPU 1 with the load generator, whose
+CPU use is printed with every point.
+
+Raw figures go to bench/results/<time>/ (runs.csv, pgbench.csv, meta.json,
+locust's CSVs and logs), and bench/results/latest points there;
+`make bench-report` turns them into plots and docs/scalability.md.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from app.storage.cluster import PROJECT, Cluster, create_database, free_port, server_version
+from bench import figures, workload
+from bench.service import Service, machine_busy_s, usage
+from bench.workload import Shape, http_poster, set_up
+
+CEILING_SQL = Path(__file__).resolve().parent / "ceiling"
+SAVED_SETUPS = PROJECT / "var" / "bench"
+PGBENCH_CLIENTS = 8
+LOCUST_GRACE_S = 60
+SAMPLE_EVERY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration to measure."""
+
+    label: str
+    workers: int  # gunicorn worker processes
+    transport: str = "http"  # or "tcp"
+    shape: Shape = field(default_factory=Shape)
+    clients: int = 32
+    cores: int = 0  # the server side on the first `cores` CPUs; 0: on every CPU
+
+    @property
+    def service_state(self) -> tuple[int, int]:
+        return self.workers, self.cores
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeats: int
+    seconds: float
+    warmup: float
+    selected: set[str] | None
+    loadgen_cpus: set[int] | None
+    cpus: list[int]
+    default_workers: int
+    fresh: bool
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> "Settings":
+        cpus = sorted(os.sched_getaffinity(0))
+        pin = environ.get("BENCH_LOADGEN_CPU", "")
+        if pin.lower() == "none" or (not pin and len(cpus) == 1):
+            loadgen = None
+        else:
+            loadgen = {int(pin) if pin else cpus[-1]}
+        selected = environ.get("BENCH_POINTS")
+        return cls(
+            repeats=int(environ.get("BENCH_REPEATS") or 5),
+            seconds=float(environ.get("BENCH_SECONDS") or 10),
+            warmup=float(environ.get("BENCH_WARMUP") or 3),
+            selected={name.strip() for name in selected.split(",")} if selected else None,
+            loadgen_cpus=loadgen,
+            cpus=cpus,
+            default_workers=int(environ.get("EXCHANGE_WORKERS") or 2 * os.cpu_count()),
+            fresh=environ.get("BENCH_FRESH", "") not in {"", "0"},
+        )
+
+    def pin_loadgen(self) -> None:
+        """Confine the calling process to the load generator's CPU (a preexec_fn)."""
+        if self.loadgen_cpus:
+            os.sched_setaffinity(0, self.loadgen_cpus)
+
+    def wants(self, point: str) -> bool:
+        return self.selected is None or point in self.selected
+
+
+def plan(settings: Settings) -> tuple[dict[str, Point], dict[str, dict[int, str]]]:
+    """The points, and the sweeps they form (value -> point); points that a
+    sweep shares with the base are measured once, as the base."""
+    base = Point("mixed, 10 symbols, 32 clients, HTTP", settings.default_workers)
+    points = {
+        "http": base,
+        "tcp": replace(base, label="mixed, 10 symbols, 32 clients, TCP shim", transport="tcp"),
+        "hot-symbol": replace(base, label="every order on 1 symbol", shape=Shape(hot=True)),
+        "100-symbols": replace(base, label="100 symbols", shape=Shape(symbols=100)),
+        "100k-resting": replace(
+            base, label="100,000 resting orders on the book", shape=Shape(resting=100_000)
+        ),
+        "5-children": replace(base, label="5 children per request", shape=Shape(children=5)),
+    }
+    sweeps: dict[str, dict[int, str]] = {"clients": {}, "cores": {}, "workers": {}}
+    for clients in (8, 16, 32, 64):
+        variant = replace(base, label=f"{clients} clients", clients=clients)
+        sweeps["clients"][clients] = _add(points, f"clients-{clients}", variant, base)
+    for cores in (1, 2):
+        if cores <= len(settings.cpus):
+            whole = cores == len(settings.cpus)
+            variant = replace(base, label=f"server on {cores} core(s)", cores=0 if whole else cores)
+            sweeps["cores"][cores] = _add(points, f"cores-{cores}", variant, base)
+    for workers in (1, 2, 4, 8):
+        variant = replace(base, label=f"{workers} gunicorn workers", workers=workers)
+        sweeps["workers"][workers] = _add(points, f"workers-{workers}", variant, base)
+    chosen = {name: point for name, point in points.items() if settings.wants(name)}
+    return chosen, sweeps
+
+
+def _add(points: dict[str, Point], name: str, variant: Point, base: Point) -> str:
+    if replace(variant, label=base.label) == base:
+        return "http"
+    points[name] = variant
+    return name
+
+
+class Bench:
+    def __init__(self, settings: Settings, directory: Path):
+        self.settings = settings
+        self.directory = directory
+        self.runs: list[dict] = []
+        self.pgbench: list[dict] = []
+        self.points, self.sweeps = plan(settings)
+        self.cluster = Cluster(SAVED_SETUPS / "pgdata", free_port())
+        self.service = Service(self.cluster, directory)
+        self.measured = 0
+        self.started = self.measuring_since = time.monotonic()
+
+    def run(self) -> None:
+        self._write_meta()
+        say(f"results go to {_show(self.directory)}")
+        self._restore_setup()
+        self.cluster.ensure_running()
+        try:
+            self.service.start(self.settings.default_workers)
+            if self._set_up():
+                self._save_setup()
+            self.measuring_since = time.monotonic()
+            for round_number in range(1, self.settings.repeats + 1):
+                self._round(round_number)
+            self.service.stop()
+            self._audit()
+        finally:
+            self.service.stop()
+            self.cluster.stop()
+
+    # -- setup ----------------------------------------------------------------
+
+    def _set_up(self) -> bool:
+        """Set up what the points need; whether anything was missing."""
+        started = time.monotonic()
+        post = http_poster(self.service.url + "/")
+        shapes = {replace(p.shape, hot=False, children=1) for p in self.points.values()}
+        created = [set_up(post, shape, say=say) for shape in shapes]
+        if self.settings.wants("pgbench") and not self._client(
+            "psql", "-Atc", "SELECT 1 FROM pg_database WHERE datname = 'limits'", "postgres"
+        ):
+            create_database(self.cluster.url("limits"))
+            self._client("psql", "-q", "-f", CEILING_SQL / "order_schema.sql", "limits")
+            say("pgbench tables ready")
+            created.append(True)
+        say(f"setup took {time.monotonic() - started:.0f} s")
+        return any(created)
+
+    def _saved_setup(self) -> Path:
+        """Where a set-up cluster is kept for the next run, named after the schema's
+        source: another schema means another setup."""
+        digest = hashlib.sha256()
+        for source in sorted((PROJECT / "app" / "storage").glob("*.py")) + [
+            Path(workload.__file__),
+            CEILING_SQL / "order_schema.sql",
+        ]:
+            digest.update(source.read_bytes())
+        digest.update(server_version(self.cluster.bindir()).encode())
+        return SAVED_SETUPS / f"setup-{digest.hexdigest()[:16]}"
+
+    def _restore_setup(self) -> None:
+        """Start from a copy of the saved setup when there is one (BENCH_FRESH=1: never)."""
+        self.cluster.reset()
+        saved = self._saved_setup()
+        if saved.exists() and not self.settings.fresh:
+            say(f"starting from the setup saved in {_show(saved)} (BENCH_FRESH=1 to redo it)")
+            shutil.copytree(saved, self.cluster.datadir, symlinks=True)
+
+    def _save_setup(self) -> None:
+        """Keep a copy of the set-up cluster, stopped, replacing older ones."""
+        self.service.stop()
+        self.cluster.stop()
+        for older in SAVED_SETUPS.glob("setup-*"):
+            shutil.rmtree(older)
+        saved = self._saved_setup()
+        shutil.copytree(self.cluster.datadir, saved, symlinks=True)
+        say(f"setup saved in {_show(saved)} for the next runs")
+        self.cluster.ensure_running()
+        self.service.start(self.settings.default_workers)
+
+    def _client(self, program: str, *args: object) -> str:
+        """Run one of PostgreSQL's client programs against the cluster, pinned like the load."""
+        command = [
+            str(self.cluster.bindir() / program),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.cluster.port),
+            "-U",
+            "postgres",
+            *map(str, args),
+        ]
+        result = subprocess.run(
+            command, capture_output=True, text=True, preexec_fn=self.settings.pin_loadgen
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    # -- measuring ------------------------------------------------------------
+
+    def _round(self, round_number: int) -> None:
+        states = sorted({point.service_state for point in self.points.values()}, key=self._order)
+        for state in states:
+            self._enter(state)
+            for name, point in self.points.items():
+                if point.service_state == state:
+                    self._record(round_number, name, self._measure(round_number, name, point))
+            if state == (self.settings.default_workers, 0) and self.settings.wants("pgbench"):
+                self._measure_ceiling(round_number)
+
+    def _order(self, state: tuple[int, int]) -> tuple[bool, int, int]:
+        """The default state first, so that a round starts where the previous ended."""
+        workers, cores = state
+        return (state != (self.settings.default_workers, 0), cores, workers)
+
+    def _enter(self, state: tuple[int, int]) -> None:
+        workers, cores = state
+        if workers != self.service.workers:
+            say(f"restarting gunicorn with {workers} workers")
+            self.service.restart(workers)
+        cpus = set(self.settings.cpus[:cores] if cores else self.settings.cpus)
+        self.service.pin(cpus)
+
+    def _measure(self, round_number: int, name: str, point: Point) -> dict:
+        prefix = self.directory / "locust" / f"{name}-{round_number}"
+        prefix.parent.mkdir(exist_ok=True)
+        length = self.settings.warmup + self.settings.seconds
+        command, environment = locust_command(
+            point, self.service, prefix, self.settings.warmup, length, seed=round_number
+        )
+        server_pids = self.service.service_pids() + self.service.database_pids()
+        before = usage(server_pids)
+        busy_before, children_before = machine_busy_s(), _children_cpu_s()
+        started = time.monotonic()
+        with open(f"{prefix}.log", "wb") as log:
+            locust = subprocess.Popen(
+                command,
+                cwd=PROJECT,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.settings.pin_loadgen,
+            )
+            service_rss = database_rss = 0.0
+            while locust.poll() is None:
+                service_rss = max(service_rss, usage(self.service.service_pids()).rss_mb)
+                database_rss = max(database_rss, usage(self.service.database_pids()).rss_mb)
+                if time.monotonic() - started > length + LOCUST_GRACE_S:
+                    locust.kill()
+                time.sleep(SAMPLE_EVERY_S)
+        wall = time.monotonic() - started
+        server_cpu = usage(server_pids).cpu_s - before.cpu_s
+        stats = aggregated(Path(f"{prefix}_stats.csv"))
+        return {
+            "point": name,
+            "round": round_number,
+            "seconds": self.settings.seconds,
+            "requests": stats["Request Count"],
+            "failures": stats["Failure Count"],
+            "requests_per_s": stats["Requests/s"],
+            "children_per_s": stats["Requests/s"] * point.shape.children,
+            "p50_ms": stats["50%"],
+            "p99_ms": stats["99%"],
+            "service_rss_mb": round(service_rss, 1),
+            "database_rss_mb": round(database_rss, 1),
+            "server_cpu_pct": round(100 * server_cpu / wall, 1),
+            "loadgen_cpu_pct": round(100 * (_children_cpu_s() - children_before) / wall, 1),
+            "machine_busy_pct": round(100 * (machine_busy_s() - busy_before) / wall, 1),
+        }
+
+    def _record(self, round_number: int, name: str, row: dict) -> None:
+        self.runs.append(row)
+        figures.write_rows(self.directory / "runs.csv", figures.RUN_FIELDS, self.runs)
+        self.measured += 1
+        self._progress(
+            round_number,
+            f"{name:<14} {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:4.0f} ms  "
+            f"p99 {row['p99_ms']:4.0f} ms  errors {row['failures']:.0f}  "
+            f"load gen CPU {row['loadgen_cpu_pct']:.0f} %",
+        )
+        if row["failures"]:
+            failures = self.directory / "locust" / f"{name}-{round_number}_failures.csv"
+            say(f"  warning: some requests failed; see {_show(failures)}")
+        if row["loadgen_cpu_pct"] > 80:
+            say("  warning: the load generator used most of its CPU: it may be the bottleneck")
+
+    def _measure_ceiling(self, round_number: int) -> None:
+        seconds = max(1, round(self.settings.seconds))
+        output = self._client(
+            "pgbench",
+            "-n",
+            "-f",
+            CEILING_SQL / "order.sql",
+            "-D",
+            "nsym=10",
+            "-c",
+            PGBENCH_CLIENTS,
+            "-j",
+            2,
+            "-T",
+            seconds,
+            "limits",
+        )
+        tps = float(re.search(r"tps = ([\d.]+)", output).group(1))
+        latency = float(re.search(r"latency average = ([\d.]+) ms", output).group(1))
+        row = {
+            "round": round_number,
+            "clients": PGBENCH_CLIENTS,
+            "seconds": seconds,
+            "tps": tps,
+            "latency_ms": latency,
+        }
+        self.pgbench.append(row)
+        figures.write_rows(self.directory / "pgbench.csv", figures.PGBENCH_FIELDS, self.pgbench)
+        self.measured += 1
+        self._progress(round_number, f"{'pgbench':<14} {tps:7.1f} tps    latency {latency:.1f} ms")
+
+    def _progress(self, round_number: int, text: str) -> None:
+        per_round = len(self.points) + self.settings.wants("pgbench")
+        total = per_round * self.settings.repeats
+        elapsed = time.monotonic() - self.started
+        remaining = (
+            (time.monotonic() - self.measuring_since) / self.measured * (total - self.measured)
+        )
+        say(
+            f"[round {round_number}/{self.settings.repeats} {self.measured}/{total}, "
+            f"{elapsed / 60:.1f} min, about {remaining / 60:.1f} min left] {text}"
+        )
+
+    def _audit(self) -> None:
+        environment = dict(os.environ, DATABASE_URL=self.cluster.url())
+        result = subprocess.run(
+            [sys.executable, "-m", "app.audit"],
+            cwd=PROJECT,
+            env=environment,
+            capture_output=True,
+            text=True,
+        )
+        verdict = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        say(f"ledger audit after the load: {verdict}")
+        if result.returncode != 0:
+            say(result.stdout + result.stderr)
+
+    def _write_meta(self) -> None:
+        meta = {
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            "commit": _git("rev-parse", "--short", "HEAD"),
+            "changed_files": _git("status", "--porcelain", "--untracked-files=no").count("\n"),
+            "machine": {"cpus": len(self.settings.cpus), "model": _cpu_model()},
+            "settings": {
+                "repeats": self.settings.repeats,
+                "seconds": self.settings.seconds,
+                "warmup": self.settings.warmup,
+                "loadgen_cpus": sorted(self.settings.loadgen_cpus or []),
+                "default_workers": self.settings.default_workers,
+                "pgbench_clients": PGBENCH_CLIENTS,
+            },
+            "base_point": "http",
+            "points": {
+                name: {**asdict(point), "shape": asdict(point.shape)}
+                for name, point in self.points.items()
+            },
+            "sweeps": self.sweeps,
+        }
+        (self.directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def locust_command(
+    point: Point, service: Service, prefix: Path, warmup: float, length: float, seed: int
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a headless locust run of `point`."""
+    user = "LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        "locustfile.py",
+        "--headless",
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+        "-u",
+        str(point.clients),
+        "-r",
+        str(point.clients),
+        "-t",
+        f"{length:g}s",
+        "--host",
+        service.url,
+        "--csv",
+        str(prefix),
+        user,
+    ]
+    environment = dict(
+        os.environ,
+        **point.shape.env(),
+        LOAD_SETUP="0",
+        LOAD_WARMUP=str(warmup),
+        LOAD_TCP=f"127.0.0.1:{service.tcp_port}",
+        LOAD_SEED=str(seed),
+    )
+    return command, environment
+
+
+def aggregated(stats_csv: Path) -> dict[str, float]:
+    """The "Aggregated" row of locust's statistics; zeros when locust wrote none."""
+    fields = ("Request Count", "Failure Count", "Requests/s", "50%", "99%")
+    rows = []
+    if stats_csv.exists():
+        with open(stats_csv, newline="") as source:
+            rows = [row for row in csv.DictReader(source) if row["Name"] == "Aggregated"]
+    if not rows:
+        say(f"  warning: no statistics in {_show(stats_csv)}: see its .log")
+        return dict.fromkeys(fields, 0.0)
+    return {name: float(rows[0][name] or 0) for name in fields}
+
+
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True)
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _show(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the service and the cluster on the way out
+    settings = Settings.from_env()
+    directory = figures.RESULTS / time.strftime("%Y%m%d-%H%M%S")
+    directory.mkdir(parents=True)
+    if figures.LATEST.is_symlink() or figures.LATEST.exists():
+        figures.LATEST.unlink()
+    figures.LATEST.symlink_to(directory.name)
+    bench = Bench(settings, directory)
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        say("interrupted: the figures so far follow")
+    results = figures.Results(directory)
+    say(f"\n{figures.render_text(results.table())}\n")
+    say("\n".join(results.ratio_lines()))
+    say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The service under test, started by the benchmark itself, and what its processes cost.
+
+The same commands as `make run` (app/run.py), on free ports, against a
+cluster of the benchmark's own; pinning and accounting read /proc, so this
+runs on Linux only, as `taskset` does.
+"""
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.run import SHIM_COMMAND, WEB_COMMAND
+from app.storage.cluster import PROJECT, Cluster, free_port
+
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 35
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Usage:
+    """Resident memory (MB) and CPU time (s) of a set of processes, at one moment."""
+
+    rss_mb: float = 0.0
+    cpu_s: float = 0.0
+
+
+class Service:
+    """gunicorn and the TCP shim in front of it, on a running cluster."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path):
+        self.cluster = cluster
+        self.http_port = free_port()
+        self.tcp_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.workers = 0
+        self._log_dir = log_dir
+        self._children: list[subprocess.Popen] = []
+
+    def start(self, workers: int) -> None:
+        environment = dict(
+            os.environ,
+            DATABASE_URL=self.cluster.url(),
+            EXCHANGE_BIND=f"127.0.0.1:{self.http_port}",
+            EXCHANGE_WORKERS=str(workers),
+            EXCHANGE_LOG_LEVEL="warning",
+            EXCHANGE_SHIM_HOST="127.0.0.1",
+            EXCHANGE_SHIM_PORT=str(self.tcp_port),
+            EXCHANGE_SHIM_UPSTREAM=f"{self.url}/",
+        )
+        environment.pop("EXCHANGE_ACCESS_LOG", None)
+        log = open(self._log_dir / "service.log", "ab")
+        self._children = [
+            # Own sessions, as in app/run.py: Ctrl-C reaches the benchmark only,
+            # which then stops the service before the database.
+            subprocess.Popen(
+                command,
+                env=environment,
+                cwd=PROJECT,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+            for command in (WEB_COMMAND, SHIM_COMMAND)
+        ]
+        log.close()
+        self.workers = workers
+        self._wait_until_ready()
+
+    def stop(self) -> None:
+        for child in self._children:
+            if child.poll() is None:
+                child.terminate()
+        for child in self._children:
+            try:
+                child.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self._children = []
+
+    def restart(self, workers: int) -> None:
+        self.stop()
+        self.start(workers)
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for child in self._children:
+                if child.poll() is not None:
+                    raise RuntimeError(
+                        f"{' '.join(child.args[1:3])} exited with status {child.returncode}; "
+                        f"see {self._log_dir / 'service.log'}"
+                    )
+            if self._healthy() and len(self.service_pids()) > self.workers + 1:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the service was not ready within {READY_TIMEOUT_S} s")
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
+                healthy = response.status == 200
+            socket.create_connection(("127.0.0.1", self.tcp_port), timeout=5).close()
+        except OSError:
+            return False
+        return healthy
+
+    def service_pids(self) -> list[int]:
+        """gunicorn's master and workers, and the shim."""
+        return [pid for child in self._children for pid in process_tree(child.pid)]
+
+    def database_pids(self) -> list[int]:
+        """The postmaster and every process it forked (backends, writers, ...)."""
+        try:
+            postmaster = int((self.cluster.datadir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        return process_tree(postmaster)
+
+    def pin(self, cpus: set[int]) -> None:
+        """Confine every thread of the service and the database to `cpus`, as
+        `taskset -a -p` does; processes they fork later inherit it."""
+        for pid in self.service_pids() + self.database_pids():
+            set_affinity(pid, cpus)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants, alive now."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat_fields(int(entry.name))
+            if stat:
+                parents.setdefault(int(stat[1]), []).append(int(entry.name))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(parents.get(pid, []))
+    return tree
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of `pid`; a process or thread that has just exited is skipped."""
+    try:
+        threads = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return
+    for thread in threads:
+        try:
+            os.sched_setaffinity(thread, cpus)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def usage(pids: list[int]) -> Usage:
+    """Summed resident set size and CPU time (user + system) of `pids`."""
+    total = Usage()
+    for pid in pids:
+        stat = _stat_fields(pid)
+        if stat is None:
+            continue
+        # Fields after the command: state is [0], utime [11], stime [12], rss [21].
+        total.cpu_s += (int(stat[11]) + int(stat[12])) / TICKS_PER_S
+        total.rss_mb += int(stat[21]) * PAGE_BYTES / 1e6
+    return total
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (which may hold spaces), or None when gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent on anything but idling, since boot."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return (sum(fields[:8]) - idle) / TICKS_PER_S

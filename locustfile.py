@@ -1,0 +1,116 @@
+"""Load for the exchange: many clients trading at once, over HTTP or the legacy TCP protocol.
+
+    make run                       # in one terminal
+    make load                      # in another: 32 HTTP clients for 60 s, CSV under var/load/
+    make load LOAD_USER=LegacyTcpUser                   # the same through the shim
+    .venv/bin/locust -f locustfile.py --headless -u 32 -r 32 -t 60s \\
+        --host http://127.0.0.1:8000 LegacyTcpUser      # what that runs, minus the CSV
+
+Each user is one client in a closed loop (no think time). Every request is one
+`<transactions>` document of one of the client's own accounts with
+LOAD_CHILDREN children, each drawn as: 60 % an order (buy or sell at random,
+1-100 shares, limits around 100.00 so that most orders execute at least in
+part), 25 % a query of one of the account's earlier orders, 15 % a cancel of
+one. Setup (on test start, skipped when done already) creates the accounts,
+gives each shares of every symbol, and preloads the book. The workload itself
+lives in bench/workload.py, shared with `make bench`.
+
+Its settings are the LOAD_* rows of the configuration table in README.md.
+
+A failure is a reply that is not a `<results>` document, or holds an error
+other than "nothing left to cancel" (a cancel may find its order fully
+executed meanwhile: that is the workload, not a fault).
+"""
+
+import itertools
+import os
+import socket
+import time
+
+import gevent
+from locust import FastHttpUser, User, constant, events, task
+
+from bench.workload import Shape, Trader, http_poster, problem, set_up
+
+SHAPE = Shape.from_env()
+SEED = int(os.environ.get("LOAD_SEED") or 0)
+TCP_HOST, TCP_PORT = (os.environ.get("LOAD_TCP") or "127.0.0.1:12345").rsplit(":", 1)
+TCP_TIMEOUT_S = 60.0
+CLIENT_NUMBERS = itertools.count()
+
+
+@events.test_start.add_listener
+def _set_up(environment, **kwargs):
+    if (os.environ.get("LOAD_SETUP") or "1") != "0":
+        set_up(http_poster(environment.host.rstrip("/") + "/"), SHAPE)
+    warmup = float(os.environ.get("LOAD_WARMUP") or 0)
+    if warmup > 0 and environment.runner is not None:
+        gevent.spawn_later(warmup, environment.runner.stats.reset_all)
+
+
+class Trading:
+    """What both users share: a closed loop, and a trader of their own."""
+
+    wait_time = constant(0)
+
+    def on_start(self):
+        clients = self.environment.parsed_options.num_users or 1
+        self.trader = Trader(SHAPE, next(CLIENT_NUMBERS), clients, SEED)
+
+
+class ExchangeHttpUser(Trading, FastHttpUser):
+    """A client of `POST /`, over one keep-alive connection."""
+
+    @task
+    def trade(self):
+        account, body, name = self.trader.next_request()
+        with self.client.post(
+            "/",
+            data=body,
+            headers={"Content-Type": "application/xml"},
+            name=name,
+            catch_response=True,
+        ) as response:
+            reply = response.content or b""
+            trouble = problem(reply) if response.status_code == 200 else None
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}")
+            elif trouble:
+                response.failure(trouble)
+            self.trader.record(account, reply)
+
+
+class LegacyTcpUser(Trading, User):
+    """A client of the shim, in the protocol's default framing: one connection
+    per request, the reply read up to the shim's close."""
+
+    @task
+    def trade(self):
+        account, body, name = self.trader.next_request()
+        started = time.perf_counter()
+        reply, exception = b"", None
+        try:
+            reply = _exchange(body)
+            trouble = problem(reply)
+            if trouble:
+                exception = RuntimeError(trouble)
+        except OSError as error:
+            exception = error
+        self.environment.events.request.fire(
+            request_type="TCP",
+            name=name,
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=len(reply),
+            exception=exception,
+            context={},
+        )
+        self.trader.record(account, reply)
+
+
+def _exchange(body: bytes) -> bytes:
+    with socket.create_connection((TCP_HOST, int(TCP_PORT)), timeout=TCP_TIMEOUT_S) as connection:
+        connection.sendall(b"%d\n%s" % (len(body), body))
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
