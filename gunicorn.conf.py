@@ -14,9 +14,11 @@ from pathlib import Path
 bind = os.environ.get("EXCHANGE_BIND", "127.0.0.1:8000")
 backlog = 2048
 
-# -- workers: processes for the cores, threads to overlap database round trips.
-# gthread keeps client connections alive (the sync worker closes every one).
-workers = int(os.environ.get("EXCHANGE_WORKERS", multiprocessing.cpu_count() * 2))
+# -- workers: a process per core, threads to overlap database round trips.
+# More processes than cores measured slower (docs/scalability.md): they hold
+# row locks while descheduled. gthread keeps client connections alive (the
+# sync worker closes every one).
+workers = int(os.environ.get("EXCHANGE_WORKERS", multiprocessing.cpu_count()))
 worker_class = os.environ.get("EXCHANGE_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("EXCHANGE_THREADS", 4))
 keepalive = 75

@@ -98,7 +98,7 @@ class Settings:
             selected={name.strip() for name in selected.split(",")} if selected else None,
             loadgen_cpus=loadgen,
             cpus=cpus,
-            default_workers=int(environ.get("EXCHANGE_WORKERS") or 2 * os.cpu_count()),
+            default_workers=int(environ.get("EXCHANGE_WORKERS") or os.cpu_count()),
             fresh=environ.get("BENCH_FRESH", "") not in {"", "0"},
         )
 
