@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import requests
+from hypothesis import settings
 from sqlalchemy import make_url, text
 
 from app.exchange.transactions import Exchange
@@ -16,6 +17,12 @@ from app.storage.cluster import PROJECT
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata
 from tests.exchange.market import Market
+
+# The default profile keeps `make test` quick; HYPOTHESIS_PROFILE=thorough searches
+# far more examples and longer stateful histories, for runs by hand.
+settings.register_profile("default", deadline=None, stateful_step_count=50)
+settings.register_profile("thorough", deadline=None, max_examples=1000, stateful_step_count=100)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Small enough that tests can cross it cheaply; the server runs with it too.
 SMALL_BODY_LIMIT = 4096
@@ -55,12 +62,16 @@ def schema_engine(database_url):
     engine.dispose()
 
 
+def empty_tables(engine) -> None:
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
 @pytest.fixture
 def engine(schema_engine):
     """The session's engine, on tables emptied for this test."""
-    tables = ", ".join(table.name for table in metadata.sorted_tables)
-    with schema_engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    empty_tables(schema_engine)
     return schema_engine
 
 
