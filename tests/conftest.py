@@ -4,6 +4,7 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
@@ -13,6 +14,12 @@ from app.storage.schema import create_schema, metadata, order_ids
 from tests.exchange.market import Market
 from tests.shim.processes import running_shim
 from tests.web.servers import running_gunicorn
+
+# The default profile keeps `make test` quick; HYPOTHESIS_PROFILE=thorough searches
+# far more examples and longer stateful histories, for runs by hand.
+settings.register_profile("default", deadline=None, stateful_step_count=50)
+settings.register_profile("thorough", deadline=None, max_examples=1000, stateful_step_count=100)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # Small enough that tests can cross it cheaply; the server runs with it too.
 SMALL_BODY_LIMIT = 4096

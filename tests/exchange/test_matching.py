@@ -188,6 +188,19 @@ def test_time_priority_survives_a_cancel_ahead_in_the_queue(traders):
     assert m.query("2", third).open_shares == 5
 
 
+def test_fifo_holds_after_a_cancel_in_the_middle_of_the_queue(traders):
+    m = traders
+    first = m.sell("2", "X", 10, 10)
+    second = m.sell("2", "X", 10, 10)
+    third = m.sell("2", "X", 10, 10)
+    m.buy("1", "X", 5, 10)  # first now has 5 open
+    m.cancel("2", second)
+    buy = m.buy("1", "X", 10, 10)
+    assert fills(m.query("1", buy)) == [(5, 10), (5, 10)]
+    assert m.query("2", first).open_shares == 0
+    assert m.query("2", third).open_shares == 5
+
+
 def test_fractional_shares_trade_exactly(traders):
     m = traders
     sell = m.sell("2", "X", D("0.5"), D("100.25"))
