@@ -43,11 +43,14 @@ def stored_order_ids(engine) -> set[int]:
         return set(connection.scalars(select(orders.c.id)))
 
 
-def wait_for_respawn(server, killed: int, workers: int) -> None:
+def wait_for_workers(server, workers: int, killed: int | None = None) -> set[int]:
+    """The worker pids once `workers` are up (and `killed` is gone): the first request
+    can be answered before every worker has booted."""
     deadline = time.monotonic() + RESPAWN_TIMEOUT
     while killed in (pids := server.worker_pids()) or len(pids) < workers:
-        assert time.monotonic() < deadline, f"gunicorn did not replace worker {killed}"
+        assert time.monotonic() < deadline, f"gunicorn has not {workers} workers: {pids}"
         time.sleep(0.05)
+    return pids
 
 
 def test_worker_killed_mid_load_leaves_no_partial_state_and_is_replaced(
@@ -57,9 +60,9 @@ def test_worker_killed_mid_load_leaves_no_partial_state_and_is_replaced(
         post_create(server.url, ACCOUNTS, OPENING)
         with background_load(server.url, ACCOUNTS, SYMBOLS, Tolerance(disconnects=True)) as load:
             load.wait_for_more("answered", 50)
-            victim = min(server.worker_pids())
+            victim = min(wait_for_workers(server, 2))
             os.kill(victim, signal.SIGKILL)
-            wait_for_respawn(server, victim, workers=2)
+            wait_for_workers(server, 2, killed=victim)
             load.wait_for_more("answered", 50)
         assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
 
@@ -80,7 +83,7 @@ def test_database_restart_gets_clear_errors_then_the_service_recovers_by_itself(
 ):
     engine = database_engine(own_cluster.url(), pool_size=1)
     with running_gunicorn(own_cluster.url(), tmp_path / "gunicorn.log") as server:
-        workers = server.worker_pids()
+        workers = wait_for_workers(server, 2)
         post_create(server.url, ACCOUNTS, OPENING)
         with background_load(server.url, ACCOUNTS, SYMBOLS, DATABASE_DOWN) as load:
             load.wait_for_more("answered", 50)
