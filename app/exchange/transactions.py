@@ -25,6 +25,7 @@ rows take `KEY SHARE` locks, which it does not block.
 
 import functools
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import (
@@ -230,6 +231,8 @@ def _transaction(method):
 
     @functools.wraps(method)
     def run(self, *args):
+        started = time.perf_counter()
+
         @functools.wraps(method)
         def attempt():
             with self._engine.begin() as connection, localcontext(EXACT):
@@ -244,13 +247,16 @@ def _transaction(method):
             return self._retrying.copy()(attempt)
         except _LostBeforeCommit as lost:
             raise lost.error from None
+        finally:
+            self._note_duration(method.__name__, time.perf_counter() - started)
 
     return run
 
 
 class Exchange:
-    def __init__(self, engine: Engine, max_attempts: int = 5):
+    def __init__(self, engine: Engine, max_attempts: int = 5, slow_seconds: float = 1.0):
         self._engine = engine
+        self._slow_seconds = slow_seconds
         self.retries = 0
         self._known_accounts: set[str] = set()
         self._retrying = tenacity.Retrying(
@@ -271,6 +277,11 @@ class Exchange:
             state.attempt_number,
             self.retries,
         )
+
+    def _note_duration(self, name: str, seconds: float) -> None:
+        """A transaction this slow holds its locks as long: worth a warning of its own."""
+        if seconds >= self._slow_seconds:
+            log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
 
     # -- accounts and symbols -------------------------------------------------
 

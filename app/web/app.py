@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
     engine = database_engine(config.database_url, config.pool_size)
-    exchange = Exchange(engine, config.max_attempts)
+    exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000)
     metrics.watch_pool(engine, config.pool_size)
     observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms)
 

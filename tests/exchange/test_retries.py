@@ -1,5 +1,6 @@
-"""The safety nets of the transaction module: transactions that may run again, and when."""
+"""The safety nets of the transaction module: transactions that run again, slow ones logged."""
 
+import logging
 from decimal import Decimal
 
 import pytest
@@ -37,3 +38,17 @@ def test_connection_dropped_by_the_server_is_replaced_and_the_transaction_runs_a
     with engine.connect() as connection:
         balance = connection.execute(text("SELECT balance FROM accounts WHERE id = '1'")).scalar()
     assert balance == 5
+
+
+def test_slow_transaction_is_logged_with_its_name_and_duration(engine, caplog):
+    exchange = Exchange(engine, slow_seconds=0)
+    with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
+        exchange.create_account(CreateAccount("1", Decimal(5)))
+    assert "slow transaction: create_account took" in caplog.text
+
+
+def test_quick_transaction_is_not_logged(engine, caplog):
+    exchange = Exchange(engine, slow_seconds=60)
+    with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
+        exchange.create_account(CreateAccount("1", Decimal(5)))
+    assert "slow transaction" not in caplog.text
