@@ -66,7 +66,15 @@ from app.exchange.commands import (
 )
 from app.exchange.errors import Reason, Rejected
 from app.exchange.results import Cancellation, Fill, Opened, OrderView
-from app.storage.schema import accounts, executions, mints, orders, positions, symbols
+from app.storage.schema import (
+    accounts,
+    executions,
+    mints,
+    missing_tables,
+    orders,
+    positions,
+    symbols,
+)
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +290,11 @@ class Exchange:
         """A transaction this slow holds its locks as long: worth a warning of its own."""
         if seconds >= self._slow_seconds:
             log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
+
+    @_transaction
+    def missing_tables(self, connection: Connection) -> list[str]:
+        """Tables of the schema the database lacks; readiness asks, with the same retries."""
+        return missing_tables(connection)
 
     # -- accounts and symbols -------------------------------------------------
 

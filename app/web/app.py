@@ -25,7 +25,7 @@ def create_app(config: Config) -> falcon.App:
 
     app = falcon.App(media_type=XML, middleware=[observer])
     app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
-    readiness = ReadinessResource(engine)
+    readiness = ReadinessResource(exchange)
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
     app.add_route("/health", readiness)

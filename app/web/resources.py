@@ -4,13 +4,11 @@ import logging
 
 import falcon
 from lxml import etree
-from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from app.exchange.service import answer
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, parse_request, render_results
-from app.storage.schema import missing_tables
 
 XML = "application/xml"
 
@@ -58,12 +56,12 @@ class ReadinessResource:
     request, so it is logged at debug only: the requests themselves log it.
     """
 
-    def __init__(self, engine: Engine):
-        self._engine = engine
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            missing = self._missing_tables()
+            missing = self._exchange.missing_tables()
         except DBAPIError as error:
             log.debug("not ready: %s", error)
             resp.status = falcon.HTTP_503
@@ -73,18 +71,6 @@ class ReadinessResource:
         resp.status = falcon.HTTP_503 if missing else falcon.HTTP_200
         resp.content_type = XML
         resp.data = _health(database="ok", schema="missing" if missing else "ok")
-
-    def _missing_tables(self) -> list[str]:
-        """Asked twice if need be: a pooled connection the server dropped fails once, then
-        the pool is renewed (connections are not pinged before use)."""
-        try:
-            with self._engine.connect() as connection:
-                return missing_tables(connection)
-        except DBAPIError as error:
-            if not error.connection_invalidated:
-                raise
-        with self._engine.connect() as connection:
-            return missing_tables(connection)
 
 
 def _health(**checks: str) -> bytes:
