@@ -10,8 +10,9 @@ import os
 import resource
 import signal
 import sys
+from dataclasses import fields
 
-from app.shim.config import ShimConfig
+from app.shim.config import SETTINGS, ShimConfig
 from app.shim.server import Shim
 
 LOG_FORMAT = "%(asctime)s [shim] [%(levelname)s] %(message)s"
@@ -41,57 +42,20 @@ def parse_args(argv: list[str] | None, environ=os.environ) -> tuple[ShimConfig, 
         defaults = ShimConfig.from_env(environ)
     except ValueError as error:
         parser.error(f"bad environment setting: {error}")
-    add = parser.add_argument
-    add("--host", default=defaults.host, help="address to listen on (EXCHANGE_SHIM_HOST)")
-    add("--port", type=int, default=defaults.port, help="port to listen on (EXCHANGE_SHIM_PORT)")
-    add(
-        "--upstream",
-        default=defaults.upstream,
-        help="URL of the HTTP service (EXCHANGE_SHIM_UPSTREAM)",
-    )
-    add(
-        "--reply-length",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.reply_length,
-        help="prefix each reply with its length line (EXCHANGE_SHIM_REPLY_LENGTH)",
-    )
-    add(
-        "--keep-open",
-        action=argparse.BooleanOptionalAction,
-        default=defaults.keep_open,
-        help="keep connections open for further requests (EXCHANGE_SHIM_KEEP_OPEN)",
-    )
-    add(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout,
-        help="seconds without progress before giving up on a client (EXCHANGE_SHIM_IDLE_TIMEOUT)",
-    )
-    add(
-        "--upstream-timeout",
-        type=float,
-        default=defaults.upstream_timeout,
-        help="seconds to wait for the service's reply (EXCHANGE_SHIM_UPSTREAM_TIMEOUT)",
-    )
-    add(
-        "--concurrency",
-        type=int,
-        default=defaults.concurrency,
-        help="requests forwarded at once (EXCHANGE_SHIM_CONCURRENCY)",
-    )
-    add(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        help="client connections served at once (EXCHANGE_SHIM_MAX_CONNECTIONS)",
-    )
-    add(
-        "--max-body-bytes",
-        type=int,
-        default=defaults.max_body_bytes,
-        help="largest request accepted (EXCHANGE_MAX_BODY_BYTES)",
-    )
-    add(
+    for field in fields(ShimConfig):
+        setting = SETTINGS[field.name]
+        kind = (
+            {"action": argparse.BooleanOptionalAction}
+            if field.type is bool
+            else {"type": field.type}
+        )
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            default=getattr(defaults, field.name),
+            help=f"{setting.meaning} ({setting.variable})",
+            **kind,
+        )
+    parser.add_argument(
         "--log-level",
         default=environ.get("EXCHANGE_LOG_LEVEL", "info"),
         help="debug logs one line per request (EXCHANGE_LOG_LEVEL)",

@@ -1,7 +1,7 @@
 """Settings of the legacy TCP shim, read from the environment once, at the edge."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from app.config import Config
 
@@ -31,22 +31,41 @@ class ShimConfig:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "ShimConfig":
-        def setting(name: str, default, parse=str):
-            value = environ.get(name)
-            return default if value is None or value == "" else parse(value)
+        """Each setting from its variable of `SETTINGS`; unset or empty keeps the default."""
+        values = {}
+        for field in fields(cls):
+            value = environ.get(SETTINGS[field.name].variable)
+            if value:
+                values[field.name] = parse_flag(value) if field.type is bool else field.type(value)
+        return cls(**values)
 
-        return cls(
-            host=setting("EXCHANGE_SHIM_HOST", cls.host),
-            port=setting("EXCHANGE_SHIM_PORT", cls.port, int),
-            upstream=setting("EXCHANGE_SHIM_UPSTREAM", cls.upstream),
-            reply_length=setting("EXCHANGE_SHIM_REPLY_LENGTH", cls.reply_length, parse_flag),
-            keep_open=setting("EXCHANGE_SHIM_KEEP_OPEN", cls.keep_open, parse_flag),
-            idle_timeout=setting("EXCHANGE_SHIM_IDLE_TIMEOUT", cls.idle_timeout, float),
-            upstream_timeout=setting("EXCHANGE_SHIM_UPSTREAM_TIMEOUT", cls.upstream_timeout, float),
-            concurrency=setting("EXCHANGE_SHIM_CONCURRENCY", cls.concurrency, int),
-            max_connections=setting("EXCHANGE_SHIM_MAX_CONNECTIONS", cls.max_connections, int),
-            max_body_bytes=setting("EXCHANGE_MAX_BODY_BYTES", cls.max_body_bytes, int),
-        )
+
+@dataclass(frozen=True)
+class Setting:
+    variable: str
+    meaning: str
+
+
+# Every field of ShimConfig: its environment variable, and what it means (the
+# flags of `python -m app.shim` are made from this table too).
+SETTINGS = {
+    "host": Setting("EXCHANGE_SHIM_HOST", "address to listen on"),
+    "port": Setting("EXCHANGE_SHIM_PORT", "port to listen on"),
+    "upstream": Setting("EXCHANGE_SHIM_UPSTREAM", "URL of the HTTP service"),
+    "reply_length": Setting("EXCHANGE_SHIM_REPLY_LENGTH", "prefix each reply with its length line"),
+    "keep_open": Setting("EXCHANGE_SHIM_KEEP_OPEN", "keep connections open for further requests"),
+    "idle_timeout": Setting(
+        "EXCHANGE_SHIM_IDLE_TIMEOUT", "seconds without progress before giving up on a client"
+    ),
+    "upstream_timeout": Setting(
+        "EXCHANGE_SHIM_UPSTREAM_TIMEOUT", "seconds to wait for the service's reply"
+    ),
+    "concurrency": Setting("EXCHANGE_SHIM_CONCURRENCY", "requests forwarded at once"),
+    "max_connections": Setting(
+        "EXCHANGE_SHIM_MAX_CONNECTIONS", "client connections served at once"
+    ),
+    "max_body_bytes": Setting("EXCHANGE_MAX_BODY_BYTES", "largest request accepted"),
+}
 
 
 def parse_flag(value: str) -> bool:
