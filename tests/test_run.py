@@ -2,7 +2,6 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import pytest
 
 from app.run import web_url
 from app.storage.cluster import PROJECT, free_port
+from tests.shim.wire import converse, framed
 
 
 @pytest.mark.parametrize(
@@ -26,12 +26,11 @@ def test_shim_follows_the_web_tiers_bind_address(bind, url):
 
 
 def _ask_over_tcp(port: int, document: bytes, timeout: float = 60) -> bytes:
+    """The reply to `document`, asked again until the shim has a service to answer it."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-                connection.sendall(b"%d\n%s" % (len(document), document))
-                reply = b"".join(iter(lambda: connection.recv(65536), b""))
+            reply = converse(("127.0.0.1", port), framed(document))
             if b"<error>" not in reply or time.monotonic() > deadline:
                 return reply
         except OSError:
