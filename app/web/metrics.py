@@ -8,7 +8,7 @@ memory.
 
 Everything is counted from what the web tier sees: the request's kind, its
 HTTP outcome, the result of each item, and the exchange's own per-process
-counters, so the transaction module stays free of metrics code.
+retry count, so the transaction module stays free of metrics code.
 """
 
 import os
@@ -67,9 +67,6 @@ EXECUTIONS = Counter(
 )
 TRADED_SHARES = Counter("exchange_traded_shares", "Shares that changed hands in executions.")
 
-# The exchange's plain per-process counters, and the Prometheus counters they feed.
-EXCHANGE_COUNTERS = {"retries": RETRIES}
-
 
 def record_request(kind: str, outcome: str, seconds: float, results: list[Result]) -> None:
     REQUESTS.labels(kind, outcome).inc()
@@ -82,19 +79,18 @@ def record_request(kind: str, outcome: str, seconds: float, results: list[Result
 
 
 class ExchangeCounters:
-    """Exports increments of the exchange's counters; one per process, shared by its threads."""
+    """Exports the increments of the exchange's plain retry count; one per process."""
 
     def __init__(self, exchange: Exchange):
         self._exchange = exchange
-        self._lock = threading.Lock()
-        self._seen = {attribute: 0 for attribute in EXCHANGE_COUNTERS}
+        self._lock = threading.Lock()  # the worker's threads all export
+        self._retries_seen = 0
 
     def export(self) -> None:
         with self._lock:
-            for attribute, counter in EXCHANGE_COUNTERS.items():
-                value = getattr(self._exchange, attribute)
-                counter.inc(float(value - self._seen[attribute]))
-                self._seen[attribute] = value
+            retries = self._exchange.retries
+            RETRIES.inc(retries - self._retries_seen)
+            self._retries_seen = retries
 
 
 def watch_pool(engine: Engine, size: int) -> None:
