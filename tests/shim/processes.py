@@ -1,7 +1,6 @@
 """A shim in a subprocess, started as `make run` starts it, and a stand-in for the service."""
 
 import contextlib
-import signal
 import socket
 import subprocess
 import threading
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from app.run import SHIM_COMMAND
 from app.storage.cluster import PROJECT, free_port
+from tests.processes import stop_gracefully
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 15.0
@@ -22,14 +22,7 @@ class ShimProcess:
     process: subprocess.Popen
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, then the exit status once the shim has finished its requests."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+        return stop_gracefully(self.process, timeout)
 
 
 @contextlib.contextmanager

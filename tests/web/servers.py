@@ -11,6 +11,7 @@ import requests
 
 from app.run import STOP_TIMEOUT, WEB_COMMAND
 from app.storage.cluster import PROJECT, free_port
+from tests.processes import stop_gracefully
 
 READY_TIMEOUT = 60.0
 
@@ -45,14 +46,7 @@ class Gunicorn:
         }
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM: gunicorn finishes the requests in flight, then exits."""
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            raise
+        return stop_gracefully(self.process, timeout)
 
 
 def start_gunicorn(database_url: str, log: Path, port: int | None = None, **settings) -> Gunicorn:
