@@ -32,7 +32,7 @@ from app.exchange.service import answer
 from app.exchange.transactions import Exchange
 from app.protocol import parse_request, render_results
 from app.storage.cluster import PROJECT, Cluster, free_port
-from app.storage.engine import database_engine
+from app.storage.engine import exchange_engine
 from bench import figures
 from bench.run import Settings, aggregated, locust_command, plan, say
 from bench.service import Service, process_tree, usage
@@ -161,7 +161,7 @@ class BackendSampler:
 def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
     """Statements and commits per kind of request, counted in-process on the
     same code path as the service's (parse, answer, render)."""
-    engine = database_engine(url, pool_size=1)
+    engine = exchange_engine(url, pool_size=1)
     statements = collections.Counter()
     event.listen(engine, "before_cursor_execute", lambda *args: statements.update(["sql"]))
     event.listen(engine, "commit", lambda *args: statements.update(["transaction"]))

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
 from app.storage import cluster
+from app.storage import engine as engines
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata, order_ids
 from tests.exchange.market import Market
@@ -60,6 +61,14 @@ def schema_engine(database_url):
     engine.dispose()
 
 
+@pytest.fixture(scope="session")
+def exchange_engine(database_url, schema_engine):
+    """The engine the exchange runs on, in autocommit mode as the service's is."""
+    engine = engines.exchange_engine(database_url, pool_size=8)
+    yield engine
+    engine.dispose()
+
+
 def empty_tables(engine: Engine) -> None:
     """Delete every row and restart every id, order ids included, so ids are predictable."""
     tables = ", ".join(table.name for table in metadata.sorted_tables)
@@ -76,8 +85,8 @@ def engine(schema_engine):
 
 
 @pytest.fixture
-def market(engine):
-    return Market(Exchange(engine), engine)
+def market(engine, exchange_engine):
+    return Market(Exchange(exchange_engine), engine)
 
 
 @pytest.fixture(scope="session")

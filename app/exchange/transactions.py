@@ -2,6 +2,7 @@
 
 Every public method of `Exchange` is one database transaction: it commits
 whole or not at all, so no observer ever sees half of a money or share flow.
+A method that only reads sends one statement, which is its own snapshot.
 
 Locking order, the same in every transaction, which makes deadlocks
 impossible by construction:
@@ -11,23 +12,34 @@ impossible by construction:
    one symbol is serialized (the book cannot change while an order walks it,
    and order ids are drawn in arrival order) while different symbols proceed
    in parallel;
-2. then account rows, `FOR NO KEY UPDATE`, all in one statement, in ascending
-   id order.
+2. then account rows, all in one statement, in ascending id order: `FOR NO
+   KEY UPDATE` in id order when an order is placed, or the one account a
+   cancel refunds, locked by its UPDATE.
 
 No transaction takes a symbol after an account, or a lower account id after a
-higher one, so no cycle of waits can form. Deadlock and serialization
-failures are still retried a bounded number of times as a safety net, as are
-connections found broken before COMMIT; each retry is counted and logged.
+higher one, so no cycle of waits can form. An order whose fills reach past
+the first page of the book would need more accounts than it locked: it rolls
+back and runs again with a longer page rather than lock them out of order.
+Deadlock and serialization failures are still retried a bounded number of
+times as a safety net, as are connections found broken before COMMIT; each
+retry is counted and logged.
 
 `NO KEY UPDATE` rather than `UPDATE`: the foreign-key checks of inserted
 rows take `KEY SHARE` locks, which it does not block.
+
+Round trips, the cost that matters while a symbol's lock is held (BEGIN rides
+with the first statement, see app/storage/session.py): an order is 4 when the
+first page of the book holds every order it takes (lock the symbol; read the
+page and lock the accounts; write everything; COMMIT), a cancel 3, a query 1.
+READ COMMITTED takes a snapshot per statement, so the book is read by a
+statement that starts after the symbol's lock is granted, never by the one
+that waits for it.
 """
 
+import contextlib
 import functools
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass
 from decimal import (
     Context,
     Decimal,
@@ -40,22 +52,10 @@ from decimal import (
 )
 
 import tenacity
-from sqlalchemy import (
-    ARRAY,
-    Connection,
-    Engine,
-    Text,
-    any_,
-    bindparam,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import insert as upsert
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from app.exchange import statements as sql
 from app.exchange.commands import (
     CancelOrder,
     CreateAccount,
@@ -65,16 +65,10 @@ from app.exchange.commands import (
     QueryOrder,
 )
 from app.exchange.errors import Reason, Rejected
+from app.exchange.matching import Resting, match, settle
 from app.exchange.results import Cancellation, Fill, Opened, OrderView
-from app.storage.schema import (
-    accounts,
-    executions,
-    mints,
-    missing_tables,
-    orders,
-    positions,
-    symbols,
-)
+from app.storage.schema import missing_tables
+from app.storage.session import Statement, Transaction, read
 
 log = logging.getLogger(__name__)
 
@@ -85,127 +79,8 @@ DEADLOCK_DETECTED = "40P01"
 SERIALIZATION_FAILURE = "40001"
 RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
 
-BOOK_BATCH = 16  # resting orders fetched per round trip while an order walks the book
+LONGER_PAGE = 8  # how much longer the book page gets each time an order outruns it
 KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
-
-# -- statements, built once per process ---------------------------------------
-# Parameters are bound per call; SQLAlchemy compiles each statement once.
-
-_LOCK_SYMBOL = (
-    select(symbols.c.symbol)
-    .where(symbols.c.symbol == bindparam("symbol"))
-    .with_for_update(key_share=True)
-)
-_LOCK_ACCOUNTS = (
-    select(accounts.c.id, accounts.c.balance)
-    .where(accounts.c.id == any_(bindparam("account_ids", type_=ARRAY(Text))))
-    .order_by(accounts.c.id)
-    .with_for_update(key_share=True)
-)
-_ACCOUNT_EXISTS = select(accounts.c.id).where(accounts.c.id == bindparam("account_id"))
-# Named apart from the columns: an UPDATE treats parameters named like columns as SET values.
-_HELD = (positions.c.account_id == bindparam("holder")) & (
-    positions.c.symbol == bindparam("held_symbol")
-)
-_RESERVE_SHARES = (
-    update(positions)
-    .where(_HELD, positions.c.shares >= bindparam("wanted"))
-    .values(shares=positions.c.shares - bindparam("wanted"))
-    .returning(positions.c.shares)
-)
-_SHARES_HELD = select(positions.c.shares).where(_HELD)
-_INSERT_ORDER = insert(orders).returning(orders.c.id)
-_FILL_RESTING = (
-    update(orders)
-    .where(orders.c.id == bindparam("resting_id"))
-    .values(
-        open_shares=orders.c.open_shares - bindparam("taken"),
-        executed_shares=orders.c.executed_shares + bindparam("taken"),
-    )
-)
-_ADD_CASH = (
-    update(accounts)
-    .where(accounts.c.id == bindparam("account"))
-    .values(balance=accounts.c.balance + bindparam("delta"))
-)
-_new_position = upsert(positions)
-_ADD_SHARES = _new_position.on_conflict_do_update(
-    index_elements=[positions.c.account_id, positions.c.symbol],
-    set_={"shares": positions.c.shares + _new_position.excluded.shares},
-)
-_ORDER_OWNER_SYMBOL = select(orders.c.symbol).where(
-    orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id")
-)
-_ORDER_OPEN_PART = select(orders.c.side, orders.c.limit_price, orders.c.open_shares).where(
-    orders.c.id == bindparam("order_id")
-)
-_CANCEL_REST = (
-    update(orders)
-    .where(orders.c.id == bindparam("order_id"))
-    .values(
-        open_shares=0,
-        canceled_shares=orders.c.open_shares,
-        canceled_at=func.clock_timestamp(),
-    )
-)
-_ORDER_VIEW = (
-    select(
-        orders.c.open_shares,
-        orders.c.canceled_shares,
-        orders.c.canceled_at,
-        executions.c.shares,
-        executions.c.price,
-        executions.c.executed_at,
-    )
-    .select_from(
-        orders.outerjoin(
-            executions,
-            or_(
-                executions.c.buy_order_id == orders.c.id,
-                executions.c.sell_order_id == orders.c.id,
-            ),
-        )
-    )
-    .where(orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id"))
-    .order_by(executions.c.id)
-)
-
-
-def _book_pages(is_buy: bool):
-    """The first page of the book an incoming order walks, and the page after a given row.
-
-    A buy takes sells, cheapest first; a sell takes buys, dearest first; equal
-    prices go oldest (lowest id) first. Later pages resume after the last row
-    seen (keyset paging), so each page is one scan of the book index.
-    """
-    price = orders.c.limit_price
-    book = select(orders.c.id, orders.c.account_id, price, orders.c.open_shares).where(
-        orders.c.symbol == bindparam("symbol"),
-        orders.c.side == ("sell" if is_buy else "buy"),
-        orders.c.open_shares > 0,
-    )
-    if is_buy:
-        book = book.where(price <= bindparam("limit")).order_by(price, orders.c.id)
-        better = price > bindparam("last_price")
-    else:
-        book = book.where(price >= bindparam("limit")).order_by(price.desc(), orders.c.id)
-        better = price < bindparam("last_price")
-    same_price_later = (price == bindparam("last_price")) & (orders.c.id > bindparam("last_id"))
-    page = book.limit(BOOK_BATCH)
-    return page, page.where(or_(better, same_price_later))
-
-
-_BOOK_PAGES = {is_buy: _book_pages(is_buy) for is_buy in (True, False)}
-
-
-@dataclass(frozen=True, slots=True)
-class _Match:
-    """A resting order's part in one execution."""
-
-    order_id: int
-    account_id: str
-    price: Decimal
-    shares: Decimal
 
 
 class _LostBeforeCommit(Exception):
@@ -222,6 +97,10 @@ class _LostBeforeCommit(Exception):
         self.error = error
 
 
+class _PageTooShort(Exception):
+    """The order takes every resting order of its page and may take more: run it again."""
+
+
 def _is_retryable(error: BaseException) -> bool:
     if isinstance(error, _LostBeforeCommit):
         return True
@@ -234,34 +113,57 @@ def _reason(error: BaseException) -> str:
     return getattr(getattr(error, "orig", None), "pgcode", None) or type(error).__name__
 
 
+@contextlib.contextmanager
+def _lost_connection_retried():
+    """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`)."""
+    try:
+        yield
+    except DBAPIError as error:
+        if error.connection_invalidated:
+            raise _LostBeforeCommit(error) from error
+        raise
+
+
 def _transaction(method):
-    """Run `method(self, connection, ...)` in one transaction, retried on deadlock."""
+    """Run `method(self, transaction, ...)` as one transaction, retried on deadlock.
+
+    It commits when the method returns and rolls back when it raises; a
+    connection whose transaction could not be ended is closed, never pooled.
+    """
+    name = method.__name__.lstrip("_")
 
     @functools.wraps(method)
     def run(self, *args):
-        started = time.perf_counter()
-
-        @functools.wraps(method)
         def attempt():
-            with self._engine.begin() as connection, localcontext(EXACT):
+            with self._engine.connect() as connection, localcontext(EXACT):
+                transaction = Transaction(connection)
                 try:
-                    return method(self, connection, *args)
-                except DBAPIError as error:
-                    if error.connection_invalidated:
-                        raise _LostBeforeCommit(error) from error
+                    with _lost_connection_retried():
+                        outcome = method(self, transaction, *args)
+                except BaseException:
+                    _roll_back_or_discard(transaction, connection)
                     raise
+                transaction.commit()
+                return outcome
 
-        try:
-            return self._retrying.copy()(attempt)
-        except _LostBeforeCommit as lost:
-            raise lost.error from None
-        finally:
-            self._note_duration(method.__name__, time.perf_counter() - started)
+        return self._run(name, attempt)
 
     return run
 
 
+def _roll_back_or_discard(transaction: Transaction, connection: Connection) -> None:
+    """A connection already found broken, or that cannot even roll back, is discarded."""
+    if connection.invalidated:
+        return
+    try:
+        transaction.rollback()
+    except DBAPIError:
+        connection.invalidate()
+
+
 class Exchange:
+    """The exchange's transactions, on an engine made by `exchange_engine`."""
+
     def __init__(self, engine: Engine, max_attempts: int = 5, slow_seconds: float = 1.0):
         self._engine = engine
         self._slow_seconds = slow_seconds
@@ -271,30 +173,48 @@ class Exchange:
             retry=tenacity.retry_if_exception(_is_retryable),
             stop=tenacity.stop_after_attempt(max_attempts),
             wait=tenacity.wait_random_exponential(multiplier=0.002, max=0.05),
-            before_sleep=self._count_retry,
             reraise=True,
         )
 
-    def _count_retry(self, state: tenacity.RetryCallState) -> None:
+    def _run(self, name: str, attempt):
+        """`attempt()` with the retries, the lost-connection unwrapping and the slow warning."""
+        started = time.perf_counter()
+        try:
+            return self._retrying.copy(before_sleep=lambda state: self._count_retry(name, state))(
+                attempt
+            )
+        except _LostBeforeCommit as lost:
+            raise lost.error from None
+        finally:
+            seconds = time.perf_counter() - started
+            if seconds >= self._slow_seconds:  # its locks were held as long: worth a warning
+                log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
+
+    def _count_retry(self, name: str, state: tenacity.RetryCallState) -> None:
         self.retries += 1
-        error = state.outcome.exception()
         log.warning(
             "retrying %s after %s (attempt %d, %d retries in this process)",
-            state.fn.__name__ if state.fn else "transaction",
-            _reason(error),
+            name,
+            _reason(state.outcome.exception()),
             state.attempt_number,
             self.retries,
         )
 
-    def _note_duration(self, name: str, seconds: float) -> None:
-        """A transaction this slow holds its locks as long: worth a warning of its own."""
-        if seconds >= self._slow_seconds:
-            log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
+    def _on_connection(self, name: str, work):
+        """`work(connection)` for reads, which need no transaction: always safe to run again."""
 
-    @_transaction
-    def missing_tables(self, connection: Connection) -> list[str]:
+        def attempt():
+            with self._engine.connect() as connection, _lost_connection_retried():
+                return work(connection)
+
+        return self._run(name, attempt)
+
+    def _read(self, name: str, statement: Statement, **parameters) -> list[Row]:
+        return self._on_connection(name, lambda c: read(c, statement, **parameters).all())
+
+    def missing_tables(self) -> list[str]:
         """Tables of the schema the database lacks; readiness asks, with the same retries."""
-        return missing_tables(connection)
+        return self._on_connection("missing_tables", missing_tables)
 
     # -- accounts and symbols -------------------------------------------------
 
@@ -302,142 +222,138 @@ class Exchange:
         """Whether the account exists; remembered once seen, since accounts are never deleted.
 
         Every `<transactions>` request asks this first, so remembering saves a
-        transaction per request. The transactions that move money lock the
+        round trip per request. The transactions that move money lock the
         account row anyway and reject an account that is not there.
         """
         if account_id in self._known_accounts:
             return True
-        if not self._find_account(account_id):
+        if not self._read("account_exists", sql.ACCOUNT_EXISTS, account_id=account_id):
             return False
-        self._remember(account_id)
-        return True
-
-    def _remember(self, account_id: str) -> None:
         if len(self._known_accounts) >= KNOWN_ACCOUNTS_LIMIT:
             self._known_accounts.clear()
         self._known_accounts.add(account_id)
+        return True
 
     @_transaction
-    def _find_account(self, connection: Connection, account_id: str) -> bool:
-        return connection.execute(_ACCOUNT_EXISTS, {"account_id": account_id}).first() is not None
-
-    @_transaction
-    def create_account(self, connection: Connection, command: CreateAccount) -> None:
-        created = connection.execute(
-            upsert(accounts)
-            .values(id=command.account_id, balance=command.balance, deposited=command.balance)
-            .on_conflict_do_nothing()
-            .returning(accounts.c.id)
+    def create_account(self, transaction: Transaction, command: CreateAccount) -> None:
+        created = transaction.execute(
+            sql.CREATE_ACCOUNT, account_id=command.account_id, balance=command.balance
         ).first()
         if created is None:
             raise Rejected(Reason.ACCOUNT_EXISTS)
 
     @_transaction
-    def create_symbol(self, connection: Connection, command: CreateSymbol) -> None:
-        connection.execute(upsert(symbols).values(symbol=command.symbol).on_conflict_do_nothing())
+    def create_symbol(self, transaction: Transaction, command: CreateSymbol) -> None:
+        transaction.execute(sql.CREATE_SYMBOL, symbol=command.symbol)
 
     @_transaction
-    def mint_shares(self, connection: Connection, command: MintShares) -> None:
-        _lock_symbol(connection, command.symbol)
-        if not _lock_accounts(connection, {command.account_id}):
+    def mint_shares(self, transaction: Transaction, command: MintShares) -> None:
+        _lock_symbol(transaction, command.symbol)
+        minted = transaction.execute(
+            sql.MINT,
+            symbol=command.symbol,
+            account_id=command.account_id,
+            shares=command.shares,
+        ).first()
+        if minted is None:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
-        _add_shares(connection, command.symbol, {command.account_id: command.shares})
-        connection.execute(
-            insert(mints).values(
-                account_id=command.account_id, symbol=command.symbol, shares=command.shares
-            )
-        )
 
     # -- orders ---------------------------------------------------------------
 
-    @_transaction
-    def place_order(self, connection: Connection, command: PlaceOrder) -> Opened:
+    def place_order(self, command: PlaceOrder) -> Opened:
         """Reserve, match against the book by price-time priority, rest the remainder."""
+        page_size = sql.BOOK_PAGE
+        while True:
+            try:
+                return self._place_order(command, page_size)
+            except _PageTooShort:
+                page_size *= LONGER_PAGE
+
+    @_transaction
+    def _place_order(self, transaction: Transaction, command: PlaceOrder, page_size: int) -> Opened:
         is_buy = command.amount > 0
-        shares, limit = abs(command.amount), command.limit
-        _lock_symbol(connection, command.symbol)
-        matches = _walk_book(connection, command.symbol, is_buy, shares, limit)
-        balances = _lock_accounts(
-            connection, {command.account_id, *(match.account_id for match in matches)}
-        )
+        wanted = abs(command.amount)
+        _lock_symbol(transaction, command.symbol)
+        rows = transaction.execute(
+            sql.BOOK_AND_ACCOUNTS[is_buy],
+            symbol=command.symbol,
+            limit=command.limit,
+            shares=wanted,
+            page_size=page_size,
+            account_id=command.account_id,
+        ).all()
+        balances = {row.account_id: row.balance for row in rows}
         if command.account_id not in balances:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
-
-        cash: dict[str, Decimal] = defaultdict(Decimal)
-        stock: dict[str, Decimal] = defaultdict(Decimal)
         if is_buy:
-            _require(balances[command.account_id], shares * limit, Reason.INSUFFICIENT_FUNDS)
-            cash[command.account_id] -= shares * limit
-        else:
-            _reserve_shares(connection, command.account_id, command.symbol, shares)
-        for match in matches:
-            buyer, seller = (
-                (command.account_id, match.account_id)
-                if is_buy
-                else (match.account_id, command.account_id)
+            _require(
+                balances[command.account_id], wanted * command.limit, Reason.INSUFFICIENT_FUNDS
             )
-            buyer_limit = limit if is_buy else match.price
-            stock[buyer] += match.shares
-            cash[buyer] += match.shares * (buyer_limit - match.price)
-            cash[seller] += match.shares * match.price
-
-        executed = sum((match.shares for match in matches), Decimal(0))
-        order_id = connection.execute(
-            _INSERT_ORDER,
-            {
-                "account_id": command.account_id,
-                "symbol": command.symbol,
-                "side": "buy" if is_buy else "sell",
-                "shares": shares,
-                "limit_price": limit,
-                "open_shares": shares - executed,
-                "executed_shares": executed,
-            },
-        ).scalar_one()
-        _record_executions(connection, command.symbol, order_id, is_buy, matches)
-        _add_cash(connection, cash)
-        _add_shares(connection, command.symbol, stock)
-        return Opened(order_id, len(matches), executed)
-
-    @_transaction
-    def query_order(self, connection: Connection, command: QueryOrder) -> OrderView:
-        view = _order_view(connection, command.order_id, command.account_id)
-        if view is None:
-            raise Rejected(Reason.NO_SUCH_ORDER)
-        return view
-
-    @_transaction
-    def cancel_order(self, connection: Connection, command: CancelOrder) -> OrderView:
-        """Cancel the open remainder and refund its reservation in the same step."""
-        order_key = {"order_id": command.order_id, "account_id": command.account_id}
-        symbol = connection.execute(_ORDER_OWNER_SYMBOL, order_key).scalar_one_or_none()
-        if symbol is None:
-            raise Rejected(Reason.NO_SUCH_ORDER)
-        _lock_symbol(connection, symbol)
-        order = connection.execute(_ORDER_OPEN_PART, {"order_id": command.order_id}).one()
-        if order.open_shares == 0:
-            raise Rejected(Reason.NOTHING_OPEN)
-        _lock_accounts(connection, {command.account_id})
-        if order.side == "buy":
-            _add_cash(connection, {command.account_id: order.open_shares * order.limit_price})
         else:
-            _add_shares(connection, symbol, {command.account_id: order.open_shares})
-        connection.execute(_CANCEL_REST, {"order_id": command.order_id})
-        return _order_view(connection, command.order_id, command.account_id)
+            _require(rows[0].held or Decimal(0), wanted, Reason.INSUFFICIENT_SHARES)
+
+        page = [
+            Resting(row.order_id, row.account_id, row.limit_price, row.open_shares)
+            for row in rows
+            if row.order_id is not None
+        ]
+        trades = match(wanted, page)
+        executed = sum((trade.shares for trade in trades), Decimal(0))
+        if executed < wanted and len(page) == page_size:
+            raise _PageTooShort
+        settlement = settle(command, trades)
+        delivered = {account: n for account, n in settlement.shares.items() if n > 0}
+        debited = {account: -n for account, n in settlement.shares.items() if n < 0}
+        order_id = transaction.execute(
+            sql.RECORD_ORDER[is_buy],
+            account_id=command.account_id,
+            symbol=command.symbol,
+            shares=wanted,
+            limit=command.limit,
+            open_shares=wanted - executed,
+            executed_shares=executed,
+            fill_order_id=[trade.order_id for trade in trades],
+            fill_shares=[trade.shares for trade in trades],
+            fill_price=[trade.price for trade in trades],
+            payment_account_id=list(settlement.cash),
+            payment_amount=list(settlement.cash.values()),
+            delivery_account_id=list(delivered),
+            delivery_shares=list(delivered.values()),
+            debit_account_id=list(debited),
+            debit_shares=list(debited.values()),
+        ).scalar_one()
+        return Opened(order_id, len(trades), executed)
+
+    def query_order(self, command: QueryOrder) -> OrderView:
+        rows = self._read(
+            "query_order", sql.ORDER_VIEW, order_id=command.order_id, account_id=command.account_id
+        )
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_ORDER)
+        first = rows[0]
+        canceled = _cancellation(first.canceled_shares, first.canceled_at)
+        return OrderView(command.order_id, first.open_shares, canceled, _fills(rows))
+
+    @_transaction
+    def cancel_order(self, transaction: Transaction, command: CancelOrder) -> OrderView:
+        """Cancel the open remainder and refund its reservation in the same step."""
+        order = {"order_id": command.order_id, "account_id": command.account_id}
+        if transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order).first() is None:
+            raise Rejected(Reason.NO_SUCH_ORDER)
+        rows = transaction.execute(sql.CANCEL, order_id=command.order_id).all()
+        if not rows:
+            raise Rejected(Reason.NOTHING_OPEN)
+        first = rows[0]
+        canceled = _cancellation(first.canceled_shares, first.canceled_at)
+        return OrderView(command.order_id, Decimal(0), canceled, _fills(rows))
 
 
 # -- the steps transactions are made of -------------------------------------
 
 
-def _lock_symbol(connection: Connection, symbol: str) -> None:
-    if connection.execute(_LOCK_SYMBOL, {"symbol": symbol}).first() is None:
+def _lock_symbol(transaction: Transaction, symbol: str) -> None:
+    if transaction.execute(sql.LOCK_SYMBOL, symbol=symbol).first() is None:
         raise Rejected(Reason.NO_SUCH_SYMBOL)
-
-
-def _lock_accounts(connection: Connection, account_ids: set[str]) -> dict[str, Decimal]:
-    """Lock the accounts in ascending id order; return the balances of those that exist."""
-    rows = connection.execute(_LOCK_ACCOUNTS, {"account_ids": sorted(account_ids)})
-    return {row.id: row.balance for row in rows}
 
 
 def _require(available: Decimal, needed: Decimal, reason: Reason) -> None:
@@ -445,99 +361,18 @@ def _require(available: Decimal, needed: Decimal, reason: Reason) -> None:
         raise Rejected(reason, needed=needed, available=available)
 
 
-def _reserve_shares(connection: Connection, account_id: str, symbol: str, shares: Decimal) -> None:
-    """Take a seller's shares off its position, in one conditional update."""
-    held = {"holder": account_id, "held_symbol": symbol}
-    if connection.execute(_RESERVE_SHARES, {**held, "wanted": shares}).first() is None:
-        available = connection.execute(_SHARES_HELD, held).scalar()
-        raise Rejected(Reason.INSUFFICIENT_SHARES, needed=shares, available=available or 0)
-
-
-def _walk_book(
-    connection: Connection, symbol: str, is_buy: bool, shares: Decimal, limit: Decimal
-) -> list[_Match]:
-    """The resting orders an incoming order takes, best price first, then oldest.
-
-    The symbol lock is held, so the book is stable while it is read page by page.
-    """
-    first_page, next_page = _BOOK_PAGES[is_buy]
-    page, parameters = first_page, {"symbol": symbol, "limit": limit}
-    matches: list[_Match] = []
-    remaining = shares
-    while remaining > 0:
-        rows = connection.execute(page, parameters).all()
-        for row in rows:
-            taken = min(remaining, row.open_shares)
-            matches.append(_Match(row.id, row.account_id, row.limit_price, taken))
-            remaining -= taken
-            if remaining == 0:
-                break
-        if len(rows) < BOOK_BATCH:
-            break
-        page = next_page
-        parameters = {**parameters, "last_price": rows[-1].limit_price, "last_id": rows[-1].id}
-    return matches
-
-
-def _record_executions(
-    connection: Connection, symbol: str, order_id: int, is_buy: bool, matches: list[_Match]
-) -> None:
-    if not matches:
-        return
-    connection.execute(
-        _FILL_RESTING,
-        [{"resting_id": match.order_id, "taken": match.shares} for match in matches],
-    )
-    connection.execute(
-        insert(executions),
-        [
-            {
-                "symbol": symbol,
-                "buy_order_id": order_id if is_buy else match.order_id,
-                "sell_order_id": match.order_id if is_buy else order_id,
-                "shares": match.shares,
-                "price": match.price,
-            }
-            for match in matches
-        ],
-    )
-
-
-def _add_cash(connection: Connection, deltas: dict[str, Decimal]) -> None:
-    """Apply balance changes to accounts this transaction has already locked."""
-    changes = [{"account": account, "delta": delta} for account, delta in deltas.items() if delta]
-    if changes:
-        connection.execute(_ADD_CASH, changes)
-
-
-def _add_shares(connection: Connection, symbol: str, grants: dict[str, Decimal]) -> None:
-    """Add shares to positions on a symbol whose lock this transaction holds."""
-    changes = [
-        {"account_id": account, "symbol": symbol, "shares": shares}
-        for account, shares in grants.items()
-    ]
-    if changes:
-        connection.execute(_ADD_SHARES, changes)
-
-
 def _epoch_seconds(moment) -> int:
     return int(moment.timestamp())
 
 
-def _order_view(connection: Connection, order_id: int, account_id: str) -> OrderView | None:
-    """The order and its fills, oldest first, read in one statement (one snapshot)."""
-    rows = connection.execute(_ORDER_VIEW, {"order_id": order_id, "account_id": account_id}).all()
-    if not rows:
-        return None
-    first = rows[0]
-    canceled = (
-        Cancellation(first.canceled_shares, _epoch_seconds(first.canceled_at))
-        if first.canceled_at is not None
-        else None
-    )
-    fills = tuple(
+def _cancellation(shares: Decimal, moment) -> Cancellation | None:
+    return Cancellation(shares, _epoch_seconds(moment)) if moment is not None else None
+
+
+def _fills(rows: list[Row]) -> tuple[Fill, ...]:
+    """An order's executions, oldest first, from rows of an outer join (none: one null row)."""
+    return tuple(
         Fill(row.shares, row.price, _epoch_seconds(row.executed_at))
         for row in rows
         if row.shares is not None
     )
-    return OrderView(order_id, first.open_shares, canceled, fills)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import DBAPIError
 from app.config import Config
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, MalformedDocument, render_error
-from app.storage.engine import database_engine
+from app.storage.engine import exchange_engine
 from app.web import metrics
 from app.web.observe import RequestObserver
 from app.web.resources import XML, LivenessResource, ReadinessResource, RequestsResource
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
-    engine = database_engine(config.database_url, config.pool_size)
+    engine = exchange_engine(config.database_url, config.pool_size)
     exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000)
     metrics.watch_pool(engine, config.pool_size)
     observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms)

@@ -6,16 +6,13 @@ from decimal import Decimal as D
 
 from app.audit import audit
 from app.exchange.errors import Rejected
-from app.exchange.transactions import Exchange
-from tests.exchange.market import Market
 
 THREADS = 8
 ORDERS_PER_THREAD = 60
 SYMBOLS = ("A", "B", "C")
 
 
-def test_threads_trading_across_symbols_never_deadlock(engine):
-    market = Market(Exchange(engine), engine)
+def test_threads_trading_across_symbols_never_deadlock(market, engine):
     accounts = [str(n) for n in range(1, 9)]
     for account in accounts:
         market.account(account, 1_000_000)

@@ -76,11 +76,11 @@ def summary(order: OrderView | model.Order) -> tuple:
 class ExchangeAgreesWithModel(RuleBasedStateMachine):
     orders = Bundle("orders")
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, exchange_engine: Engine):
         super().__init__()
         empty_tables(engine)  # fixtures are not reset between Hypothesis examples
         self.engine = engine
-        self.real = Exchange(engine)
+        self.real = Exchange(exchange_engine)
         self.model = ModelExchange()
         self.real_ids: dict[int, int] = {UNKNOWN_ORDER: UNKNOWN_ORDER}
 
@@ -202,5 +202,5 @@ class ExchangeAgreesWithModel(RuleBasedStateMachine):
 # Shrinking a failure replays many histories against PostgreSQL: allow far longer
 # than a passing run needs (well under a minute for the default 100 examples).
 @pytest.mark.timeout(6 * settings().max_examples)
-def test_exchange_agrees_with_model_over_random_histories(schema_engine):
-    run_state_machine_as_test(lambda: ExchangeAgreesWithModel(schema_engine))
+def test_exchange_agrees_with_model_over_random_histories(schema_engine, exchange_engine):
+    run_state_machine_as_test(lambda: ExchangeAgreesWithModel(schema_engine, exchange_engine))

@@ -8,13 +8,13 @@ from sqlalchemy import text
 
 from app.exchange.commands import CreateAccount
 from app.exchange.transactions import Exchange
-from app.storage.engine import database_engine
+from app.storage.engine import exchange_engine
 
 
 @pytest.fixture
 def single_connection(engine, database_url):
     """An engine whose pool holds one connection, so the test knows which one is used."""
-    own = database_engine(database_url, pool_size=1)
+    own = exchange_engine(database_url, pool_size=1)
     yield own
     own.dispose()
 
@@ -40,15 +40,15 @@ def test_connection_dropped_by_the_server_is_replaced_and_the_transaction_runs_a
     assert balance == 5
 
 
-def test_slow_transaction_is_logged_with_its_name_and_duration(engine, caplog):
-    exchange = Exchange(engine, slow_seconds=0)
+def test_slow_transaction_is_logged_with_its_name_and_duration(engine, exchange_engine, caplog):
+    exchange = Exchange(exchange_engine, slow_seconds=0)
     with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
         exchange.create_account(CreateAccount("1", Decimal(5)))
     assert "slow transaction: create_account took" in caplog.text
 
 
-def test_quick_transaction_is_not_logged(engine, caplog):
-    exchange = Exchange(engine, slow_seconds=60)
+def test_quick_transaction_is_not_logged(engine, exchange_engine, caplog):
+    exchange = Exchange(exchange_engine, slow_seconds=60)
     with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
         exchange.create_account(CreateAccount("1", Decimal(5)))
     assert "slow transaction" not in caplog.text

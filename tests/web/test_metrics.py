@@ -68,8 +68,8 @@ def test_metrics_count_requests_results_and_latency(server, engine):
     assert after[("exchange_db_connections_checked_out", ())] == 0
 
 
-def test_retries_are_exported_as_increments(engine):
-    exchange = Exchange(engine)
+def test_retries_are_exported_as_increments(exchange_engine):
+    exchange = Exchange(exchange_engine)
     counters = metrics.ExchangeCounters(exchange)
     before = REGISTRY.get_sample_value("exchange_transaction_retries_total")
     exchange.retries += 2

@@ -1,0 +1,350 @@
+"""Every SQL statement the exchange sends, built once with SQLAlchemy Core.
+
+Only the transaction module executes these; the locking order they serve is
+documented there. Each per-call value is a named parameter; lists travel as
+PostgreSQL arrays and are unnested, so one statement writes any number of rows.
+"""
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    union,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as upsert
+
+from app.storage.schema import NUMBER, accounts, executions, mints, orders, positions, symbols
+from app.storage.session import Statement
+
+BOOK_PAGE = 16  # resting orders an incoming order reads at first (see place_order)
+
+
+def _rows(alias: str, ordinality: str | None = None, **columns):
+    """Parallel array parameters as the rows of a table, one parameter per column:
+    `unnest(:fill_order_id, :fill_shares) AS fill(order_id, shares)`."""
+    arrays = (
+        cast(bindparam(f"{alias}_{name}", type_=ARRAY(kind)), ARRAY(kind))
+        for name, kind in columns.items()
+    )
+    return (
+        func.unnest(*arrays)
+        .table_valued(*columns, with_ordinality=ordinality)
+        .render_derived(name=alias)
+    )
+
+
+def _side(is_buy: bool) -> str:
+    return "buy" if is_buy else "sell"
+
+
+def _add_shares(rows):
+    """Add `rows` (account_id, shares) to positions on :symbol, creating missing positions."""
+    new = upsert(positions).from_select(
+        ["account_id", "symbol", "shares"],
+        select(rows.c.account_id, bindparam("symbol", type_=Text), rows.c.shares),
+    )
+    return new.on_conflict_do_update(
+        index_elements=[positions.c.account_id, positions.c.symbol],
+        set_={"shares": positions.c.shares + new.excluded.shares},
+    )
+
+
+# -- accounts and symbols ---------------------------------------------------------
+
+ACCOUNT_EXISTS = Statement(
+    "account_exists", select(accounts.c.id).where(accounts.c.id == bindparam("account_id"))
+)
+
+CREATE_ACCOUNT = Statement(
+    "create_account",
+    upsert(accounts)
+    .values(
+        id=bindparam("account_id"), balance=bindparam("balance"), deposited=bindparam("balance")
+    )
+    .on_conflict_do_nothing()
+    .returning(accounts.c.id),
+)
+
+CREATE_SYMBOL = Statement(
+    "create_symbol", upsert(symbols).values(symbol=bindparam("symbol")).on_conflict_do_nothing()
+)
+
+LOCK_SYMBOL = Statement(
+    "lock_symbol",
+    select(symbols.c.symbol)
+    .where(symbols.c.symbol == bindparam("symbol"))
+    .with_for_update(key_share=True),
+)
+
+# A mint is recorded, and its shares added, only for an account that exists.
+_minted = (
+    insert(mints)
+    .from_select(
+        ["account_id", "symbol", "shares"],
+        select(
+            accounts.c.id, bindparam("symbol", type_=Text), bindparam("shares", type_=NUMBER)
+        ).where(accounts.c.id == bindparam("account_id")),
+    )
+    .returning(mints.c.account_id, mints.c.shares)
+    .cte("minted")
+)
+MINT = Statement("mint", _add_shares(_minted).returning(positions.c.account_id))
+
+
+# -- placing an order -------------------------------------------------------------
+
+
+def _book_and_accounts(is_buy: bool) -> Statement:
+    """The resting orders an incoming order takes from the first page of the book, and
+    the accounts involved locked in ascending id order, with their balances.
+
+    One row per locked account, joined to its resting orders in the page (none
+    for the incoming order's own account unless it rests there too), best first.
+    A buy takes sells, cheapest first; a sell takes buys, dearest first; equal
+    prices go oldest (lowest id) first. Of the page's `:page_size` best orders
+    only those still needed are kept: the orders ahead of them hold fewer than
+    `:shares`, so no account is locked that the order does not trade with.
+    `held` is the incoming account's position on the symbol, for a seller's check.
+    """
+    price = orders.c.limit_price
+    best_first = (price, orders.c.id) if is_buy else (price.desc(), orders.c.id)
+    ranked = (
+        select(
+            orders.c.id,
+            orders.c.account_id,
+            price,
+            orders.c.open_shares,
+            (func.sum(orders.c.open_shares).over(order_by=best_first) - orders.c.open_shares).label(
+                "ahead"
+            ),
+        )
+        .where(
+            orders.c.symbol == bindparam("symbol"),
+            orders.c.side == ("sell" if is_buy else "buy"),
+            orders.c.open_shares > 0,
+            price <= bindparam("limit") if is_buy else price >= bindparam("limit"),
+        )
+        .order_by(*best_first)
+        .limit(bindparam("page_size", type_=Integer))
+        .subquery("ranked")
+    )
+    page = (
+        select(ranked.c.id, ranked.c.account_id, ranked.c.limit_price, ranked.c.open_shares)
+        .where(ranked.c.ahead < bindparam("shares"))
+        .cte("page")
+    )
+    involved = union(select(page.c.account_id), select(bindparam("account_id", type_=Text)))
+    locked = (
+        select(accounts.c.id, accounts.c.balance)
+        .where(accounts.c.id.in_(involved))
+        .order_by(accounts.c.id)
+        .with_for_update(key_share=True)
+        .subquery("locked")
+    )
+    held = (
+        select(positions.c.shares)
+        .where(
+            positions.c.account_id == bindparam("account_id"),
+            positions.c.symbol == bindparam("symbol"),
+        )
+        .scalar_subquery()
+    )
+    page_best_first = (
+        (page.c.limit_price, page.c.id)
+        if is_buy
+        else (page.c.limit_price.desc().nulls_last(), page.c.id)
+    )
+    return Statement(
+        f"book_and_accounts_{_side(is_buy)}",
+        select(
+            locked.c.id.label("account_id"),
+            locked.c.balance,
+            page.c.id.label("order_id"),
+            page.c.limit_price,
+            page.c.open_shares,
+            held.label("held"),
+        )
+        .select_from(locked.outerjoin(page, page.c.account_id == locked.c.id))
+        .order_by(*page_best_first),
+    )
+
+
+def _record_order(is_buy: bool) -> Statement:
+    """Every write of an order placed, in one statement; returns the new order's id.
+
+    The order row; the fills of the resting orders it took; one execution per
+    fill, in fill order; every account's cash change (the buyer's reservation
+    and refunds, the sellers' proceeds); every position change on the symbol
+    (the seller's reservation, the buyers' shares).
+    """
+    placed = (
+        insert(orders)
+        .values(
+            account_id=bindparam("account_id"),
+            symbol=bindparam("symbol"),
+            side=_side(is_buy),
+            shares=bindparam("shares"),
+            limit_price=bindparam("limit"),
+            open_shares=bindparam("open_shares"),
+            executed_shares=bindparam("executed_shares"),
+        )
+        .returning(orders.c.id)
+        .cte("placed")
+    )
+    fill = _rows("fill", "n", order_id=BigInteger, shares=NUMBER, price=NUMBER)
+    filled = (
+        update(orders)
+        .where(orders.c.id == fill.c.order_id)
+        .values(
+            open_shares=orders.c.open_shares - fill.c.shares,
+            executed_shares=orders.c.executed_shares + fill.c.shares,
+        )
+        .cte("filled")
+    )
+    buy, sell = (placed.c.id, fill.c.order_id) if is_buy else (fill.c.order_id, placed.c.id)
+    executed = (
+        insert(executions)
+        .from_select(
+            ["symbol", "buy_order_id", "sell_order_id", "shares", "price"],
+            select(bindparam("symbol", type_=Text), buy, sell, fill.c.shares, fill.c.price)
+            .select_from(placed.join(fill, true()))
+            .order_by(fill.c.n),
+        )
+        .cte("executed")
+    )
+    payment = _rows("payment", account_id=Text, amount=NUMBER)
+    paid = (
+        update(accounts)
+        .where(accounts.c.id == payment.c.account_id)
+        .values(balance=accounts.c.balance + payment.c.amount)
+        .cte("paid")
+    )
+    delivery = _rows("delivery", account_id=Text, shares=NUMBER)
+    delivered = _add_shares(delivery).cte("delivered")
+    # Apart from the deliveries: PostgreSQL checks an upsert's proposed row before
+    # it finds the conflict, so a negative one would break `position_not_negative`.
+    debit = _rows("debit", account_id=Text, shares=NUMBER)
+    debited = (
+        update(positions)
+        .where(
+            positions.c.account_id == debit.c.account_id, positions.c.symbol == bindparam("symbol")
+        )
+        .values(shares=positions.c.shares - debit.c.shares)
+        .cte("debited")
+    )
+    return Statement(
+        f"record_order_{_side(is_buy)}",
+        select(placed.c.id).add_cte(filled, executed, paid, delivered, debited),
+    )
+
+
+BOOK_AND_ACCOUNTS = {is_buy: _book_and_accounts(is_buy) for is_buy in (True, False)}
+RECORD_ORDER = {is_buy: _record_order(is_buy) for is_buy in (True, False)}
+
+
+# -- querying and canceling an order ---------------------------------------------
+
+ORDER_VIEW = Statement(
+    "order_view",
+    select(
+        orders.c.open_shares,
+        orders.c.canceled_shares,
+        orders.c.canceled_at,
+        executions.c.shares,
+        executions.c.price,
+        executions.c.executed_at,
+    )
+    .select_from(
+        orders.outerjoin(
+            executions,
+            or_(
+                executions.c.buy_order_id == orders.c.id, executions.c.sell_order_id == orders.c.id
+            ),
+        )
+    )
+    .where(orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id"))
+    .order_by(executions.c.id),
+)
+
+# The order's symbol never changes, so finding it needs no lock; the symbol is
+# locked in the same statement.
+LOCK_SYMBOL_OF_ORDER = Statement(
+    "lock_symbol_of_order",
+    select(symbols.c.symbol)
+    .where(
+        symbols.c.symbol
+        == select(orders.c.symbol)
+        .where(orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id"))
+        .scalar_subquery()
+    )
+    .with_for_update(key_share=True),
+)
+
+
+def _cancel() -> Statement:
+    """Cancel the open remainder, refund its reservation, and return the order's new status.
+
+    No row when nothing is open. A data-modifying CTE's effects are invisible to
+    the rest of its statement, so the canceled part comes from RETURNING.
+    """
+    canceled = (
+        update(orders)
+        .where(orders.c.id == bindparam("order_id"), orders.c.open_shares > 0)
+        .values(
+            open_shares=0, canceled_shares=orders.c.open_shares, canceled_at=func.clock_timestamp()
+        )
+        .returning(
+            orders.c.id,
+            orders.c.account_id,
+            orders.c.symbol,
+            orders.c.side,
+            orders.c.limit_price,
+            orders.c.canceled_shares,
+            orders.c.canceled_at,
+        )
+        .cte("canceled")
+    )
+    cash_refunded = (
+        update(accounts)
+        .where(accounts.c.id == canceled.c.account_id, canceled.c.side == "buy")
+        .values(balance=accounts.c.balance + canceled.c.canceled_shares * canceled.c.limit_price)
+        .cte("cash_refunded")
+    )
+    shares_refunded = (
+        update(positions)
+        .where(
+            positions.c.account_id == canceled.c.account_id,
+            positions.c.symbol == canceled.c.symbol,
+            canceled.c.side == "sell",
+        )
+        .values(shares=positions.c.shares + canceled.c.canceled_shares)
+        .cte("shares_refunded")
+    )
+    fills = or_(
+        executions.c.buy_order_id == canceled.c.id, executions.c.sell_order_id == canceled.c.id
+    )
+    return Statement(
+        "cancel",
+        select(
+            canceled.c.canceled_shares,
+            canceled.c.canceled_at,
+            executions.c.shares,
+            executions.c.price,
+            executions.c.executed_at,
+        )
+        .select_from(canceled.outerjoin(executions, fills))
+        .order_by(executions.c.id)
+        .add_cte(cash_refunded, shares_refunded),
+    )
+
+
+CANCEL = _cancel()

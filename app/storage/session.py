@@ -1,0 +1,117 @@
+"""Statements prepared once per connection, and transactions that send their own BEGIN and COMMIT.
+
+The exchange's connections are in autocommit mode (`exchange_engine`), so
+psycopg2 sends no BEGIN of its own: a transaction's BEGIN travels in the
+same message as its first statement, a lone read is one round trip with no
+transaction around it, and every round trip is one `cursor.execute` that an
+event listener can count.
+
+psycopg2 sends every statement as text, which PostgreSQL would parse and plan
+anew each time; for the exchange's statements that is most of their cost.
+So each is prepared (`PREPARE name (types) AS ...`) the first time a
+connection runs it, in the same message, and executed by name afterwards. A
+prepared statement lives as long as its server session and survives rollback.
+"""
+
+from sqlalchemy import Connection, CursorResult, literal, literal_column
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import BindParameter
+
+_DIALECT = PGDialect_psycopg2()
+_NUMBERED = PGDialect_psycopg2(paramstyle="numeric_dollar")
+_PREPARED = "prepared statements"  # key of the names prepared, in each connection's info
+
+
+class Statement:
+    """A SQLAlchemy Core statement compiled once, prepared per connection, executed by name.
+
+    Constants of the statement are written into the SQL, so the text reads as
+    PostgreSQL sees it (`side = 'sell' AND open_shares > 0`, matching the
+    book's partial indexes, whatever plan is cached) and only the per-call
+    values are parameters, each of a declared type.
+    """
+
+    def __init__(self, name: str, statement: Executable):
+        inlined = visitors.replacement_traverse(statement, {}, _inline)
+        numbered = inlined.compile(dialect=_NUMBERED)
+        parameters = list(numbered.positiontup)
+        types = ", ".join(_type_of(numbered.binds[parameter]) for parameter in parameters)
+        self.name = name
+        self.sql = str(inlined.compile(dialect=_DIALECT))  # what a reader or EXPLAIN wants
+        self.definition = f"PREPARE {name} ({types}) AS {numbered}"
+        self.call = f"EXECUTE {name}({', '.join(f'%({p})s' for p in parameters)})"
+
+    def __repr__(self) -> str:
+        return f"Statement({self.name!r}, {self.sql!r})"
+
+
+def _inline(element):
+    """A constant as a literal; its type from the value when the statement gives none."""
+    if isinstance(element, BindParameter) and element.value is not None:
+        kind = literal(element.value).type if element.type._isnull else element.type
+        return literal_column(kind.literal_processor(_DIALECT)(element.value), kind)
+    return None
+
+
+def _type_of(parameter: BindParameter) -> str:
+    if parameter.type._isnull:
+        raise TypeError(f"parameter {parameter.key!r} needs a type to be prepared")
+    return parameter.type.compile(dialect=_DIALECT)
+
+
+def read(connection: Connection, statement: Statement, **parameters) -> CursorResult:
+    """One statement on its own: autocommit gives it one snapshot and no BEGIN or COMMIT."""
+    return _send(connection, statement, parameters)
+
+
+def _send(connection: Connection, statement: Statement, parameters: dict, before: str = ""):
+    """Run `statement`, prepared in the same message the first time this connection runs it.
+
+    If that first message fails, whether its PREPARE took effect is unknown,
+    so the connection is discarded: the next one starts afresh.
+    """
+    prepared = connection.info.setdefault(_PREPARED, set())
+    if statement.name in prepared:
+        return connection.exec_driver_sql(f"{before}{statement.call}", parameters)
+    try:
+        result = connection.exec_driver_sql(
+            f"{before}{statement.definition}; {statement.call}", parameters
+        )
+    except DBAPIError:
+        connection.invalidate()
+        raise
+    prepared.add(statement.name)
+    return result
+
+
+class Transaction:
+    """One transaction on an autocommit connection; nothing is sent until its first statement.
+
+    The caller ends it with `commit` or `rollback`; a transaction never begun
+    ends without a round trip.
+    """
+
+    def __init__(self, connection: Connection):
+        if not connection.connection.dbapi_connection.autocommit:
+            raise RuntimeError("transactions need an engine in autocommit mode: exchange_engine")
+        self._connection = connection
+        self.begun = False
+
+    def execute(self, statement: Statement, **parameters) -> CursorResult:
+        before = "" if self.begun else "BEGIN; "
+        self.begun = True
+        return _send(self._connection, statement, parameters, before)
+
+    def commit(self) -> None:
+        self._end("COMMIT")
+
+    def rollback(self) -> None:
+        self._end("ROLLBACK")
+
+    def _end(self, command: str) -> None:
+        if self.begun:
+            self.begun = False
+            self._connection.exec_driver_sql(command)

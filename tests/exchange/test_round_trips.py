@@ -1,0 +1,79 @@
+"""What each command costs in round trips to PostgreSQL, pinned so that a change adding one fails.
+
+The exchange's connections are in autocommit mode, so the driver sends
+nothing of its own: every round trip is one `cursor.execute`, BEGIN riding
+with a transaction's first statement.
+"""
+
+import pytest
+from sqlalchemy import event
+
+from app.exchange import statements
+from app.exchange.errors import Rejected
+from tests.exchange.conftest import CASH
+
+
+@pytest.fixture
+def sent(traders, exchange_engine):
+    """The statements the exchange sends from now on, each one round trip."""
+    statements_sent: list[str] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        assert connection.connection.dbapi_connection.autocommit, "the driver would add a BEGIN"
+        statements_sent.append(statement)
+
+    event.listen(exchange_engine, "before_cursor_execute", record)
+    yield statements_sent
+    event.remove(exchange_engine, "before_cursor_execute", record)
+
+
+def test_an_order_matching_within_the_first_page_takes_four_round_trips(traders, sent):
+    traders.sell("2", "X", 10, 100)
+    traders.sell("2", "X", 10, 101)
+    sent.clear()
+    traders.buy("1", "X", 15, 101)
+    assert len(sent) == 4
+    assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
+
+
+def test_an_order_that_rests_takes_four_round_trips(traders, sent):
+    traders.buy("1", "X", 10, 100)
+    assert len(sent) == 4
+
+
+def test_a_refused_order_takes_three_round_trips_and_rolls_back(traders, sent):
+    with pytest.raises(Rejected, match="insufficient funds"):
+        traders.buy("1", "X", 1, CASH + 1)
+    assert len(sent) == 3 and sent[-1] == "ROLLBACK"
+
+
+def test_a_cancel_takes_three_round_trips(traders, sent):
+    order = traders.buy("1", "X", 10, 100)
+    sent.clear()
+    traders.cancel("1", order)
+    assert len(sent) == 3
+    assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
+
+
+def test_a_query_takes_one_round_trip_and_no_transaction(traders, sent):
+    order = traders.buy("1", "X", 10, 100)
+    sent.clear()
+    traders.query("1", order)
+    assert len(sent) == 1 and not sent[0].startswith("BEGIN")
+
+
+def test_an_acting_account_is_looked_up_once_per_process(traders, sent):
+    assert traders.exchange.account_exists("1")
+    assert traders.exchange.account_exists("1")
+    assert len(sent) == 1
+
+
+def test_an_order_outrunning_the_first_page_runs_again_with_a_longer_one(traders, sent):
+    resting = statements.BOOK_PAGE + 1
+    for _ in range(resting):
+        traders.sell("2", "X", 1, 100)
+    sent.clear()
+    order = traders.buy("1", "X", resting, 100)
+    assert len(sent) == 3 + 4  # the first page, rolled back; then the whole order
+    assert traders.query("1", order).open_shares == 0
+    assert len(traders.query("1", order).fills) == resting
