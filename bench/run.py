@@ -516,7 +516,10 @@ def main() -> int:
         say("interrupted: the figures so far follow")
     results = figures.Results(directory)
     say(f"\n{figures.render_text(results.table())}\n")
-    say("\n".join(results.ratio_lines()))
+    comparison = results.comparison()
+    if comparison:
+        say(f"{results.comparison_caption()}\n\n{figures.render_text(comparison)}\n")
+    say(figures.render_text(results.targets_table()))
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0
 
