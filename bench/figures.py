@@ -39,6 +39,7 @@ RUN_FIELDS = [
     "server_cpu_pct",
     "loadgen_cpu_pct",
     "machine_busy_pct",
+    "idle_service_cpu_pct",
 ]
 PGBENCH_FIELDS = ["round", "clients", "seconds", "tps", "latency_ms"]
 
