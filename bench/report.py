@@ -192,9 +192,7 @@ def write_page(results: Results, plots: list[str]) -> None:
     settings = meta["settings"]
     comparison = results.comparison()
     before_after = (
-        ["Before and after:", "", results.comparison_caption(), "", render_markdown(comparison), ""]
-        if comparison
-        else []
+        [results.comparison_caption(), "", render_markdown(comparison), ""] if comparison else []
     )
     section = "\n".join(
         [
