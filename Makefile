@@ -46,7 +46,7 @@ load: venv
 		$(LOAD_ARGS) $(LOAD_USER)
 
 # Starts its own service and measures every point (about 17 min, plus minutes of setup the first time;
-# see bench/run.py).
+# see bench/run.py). BENCH_BASELINE=<revision> measures that revision's service beside it.
 bench: venv
 	$(PY) -m bench.run
 

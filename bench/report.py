@@ -5,7 +5,8 @@
 Writes PNG plots to docs/scalability/ and replaces the generated section of
 docs/scalability.md (between its BEGIN/END markers) with the run's tables;
 the rest of that page is prose and stays as it is. Every point is the median
-of its repetitions, its error bar the lowest and highest repetition.
+of its repetitions, its error bar the lowest and highest repetition. A run
+with a baseline (BENCH_BASELINE) also gets the before/after table and plot.
 """
 
 import sys
@@ -16,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
-from bench.figures import LATEST, Results, render_markdown  # noqa: E402
+from bench.figures import COMPARED, LATEST, Results, render_markdown  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 PAGE = DOCS / "scalability.md"
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
         plot(results, "clients", "concurrent clients", "throughput-clients.png", latency=True),
         plot_variants(results, "variants.png"),
         plot_latency(results, "latency.png"),
+        plot_before_after(results, "before-after.png"),
     ]
     write_page(results, [name for name in plots if name])
     print(f"wrote {PAGE} and {len(plots)} plots in {PLOTS}")
@@ -145,6 +147,39 @@ def plot_latency(results: Results, filename: str) -> str | None:
     return _save(figure, filename)
 
 
+def plot_before_after(results: Results, filename: str) -> str | None:
+    """after / before of each compared figure, per twin pair, around a line at 1."""
+    points = results.twins()
+    if not points:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(COMPARED)
+    for number, (name, value, _) in enumerate(COMPARED):
+        spreads = [results.paired_ratios(point, value) for point in points]
+        shown = [(x, spread) for x, spread in enumerate(spreads) if spread]
+        axes.bar(
+            [x + (number - (len(COMPARED) - 1) / 2) * width for x, _ in shown],
+            [spread.median for _, spread in shown],
+            width,
+            yerr=[
+                [spread.median - spread.low for _, spread in shown],
+                [spread.high - spread.median for _, spread in shown],
+            ],
+            capsize=3,
+            label=name,
+        )
+    axes.axhline(1, color="grey", linewidth=1)
+    axes.set_xticks(range(len(points)), points)
+    axes.set_ylabel("after / before")
+    axes.set_title(
+        f"{results.meta['commit']} against {results.meta['baseline']['commit'][:7]} in the same "
+        "run: up is better for req/s, down for p99 and CPU",
+        fontsize="medium",
+    )
+    axes.legend(fontsize="small")
+    return _save(figure, filename)
+
+
 def _save(figure, filename: str) -> str:
     figure.tight_layout()
     figure.savefig(PLOTS / filename, dpi=100)
@@ -155,12 +190,10 @@ def _save(figure, filename: str) -> str:
 def write_page(results: Results, plots: list[str]) -> None:
     meta = results.meta
     settings = meta["settings"]
-    ratios = [["target", "measured", "bound", "verdict"]]
-    for target, value in results.ratios():
-        bound = f">= {target.minimum:g}" if target.minimum is not None else f"<= {target.maximum:g}"
-        measured = "not measured" if value is None else f"{value:.2f}"
-        verdict = "" if value is None else ("met" if target.met(value) else "**missed**")
-        ratios.append([target.label, measured, bound, verdict])
+    comparison = results.comparison()
+    before_after = (
+        [results.comparison_caption(), "", render_markdown(comparison), ""] if comparison else []
+    )
     section = "\n".join(
         [
             BEGIN,
@@ -175,9 +208,10 @@ def write_page(results: Results, plots: list[str]) -> None:
             "",
             render_markdown(results.table()),
             "",
+            *before_after,
             "Targets, from the same run:",
             "",
-            render_markdown(ratios),
+            render_markdown(results.targets_table()),
             "",
             *[f"![{name[:-4]}](scalability/{name})" for name in plots],
             "",

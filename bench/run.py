@@ -3,6 +3,7 @@
     make bench                                   # every point, 5 repetitions (about 17 min + setup)
     BENCH_REPEATS=1 BENCH_SECONDS=5 make bench   # a quick look
     BENCH_POINTS=http,tcp,pgbench make bench     # some points only
+    BENCH_BASELINE=705f695 make bench            # http and tcp of that revision too, side by side
 
 It starts its own PostgreSQL cluster in var/bench/pgdata (made anew each
 run), gunicorn and the shim on free ports, sets up the workload's accounts
@@ -23,6 +24,13 @@ shim, PostgreSQL) gets every CPU, or the first 1 or 2 for the cores sweep:
 on a 2-core machine, "1 core" is a server alone on CPU 0 with the load
 generator on CPU 1, and "2 cores" shares CPU 1 with the load generator, whose
 CPU use is printed with every point.
+
+BENCH_BASELINE=<revision> also runs that revision's service, from a checkout
+of its own and on a database of its own in the same cluster (bench/baseline.py),
+and measures a twin of each point of BENCH_BASELINE_POINTS (http and tcp by
+default) right after the point itself, in every round, with the same load: the
+twin of `http` is `http@base`. The service not being measured stays idle (its
+CPU use is recorded with every point, with a warning if it is not idle).
 
 Raw figures go to bench/results/<time>/ (runs.csv, pgbench.csv, meta.json,
 locust's CSVs and logs), and bench/results/latest points there;
@@ -45,6 +53,7 @@ from pathlib import Path
 
 from app.storage.cluster import PROJECT, Cluster, create_database, free_port, server_version
 from bench import figures, workload
+from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.service import Service, machine_busy_s, usage
 from bench.workload import Shape, http_poster, set_up
 
@@ -53,6 +62,7 @@ SAVED_SETUPS = PROJECT / "var" / "bench"
 PGBENCH_CLIENTS = 8
 LOCUST_GRACE_S = 60
 SAMPLE_EVERY_S = 1.0
+IDLE_CPU_WARNING_PCT = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Point:
     shape: Shape = field(default_factory=Shape)
     clients: int = 32
     cores: int = 0  # the server side on the first `cores` CPUs; 0: on every CPU
+    baseline: bool = False  # measured on the baseline revision's service
 
     @property
     def service_state(self) -> tuple[int, int]:
@@ -81,6 +92,8 @@ class Settings:
     cpus: list[int]
     default_workers: int
     fresh: bool
+    baseline: str | None = None  # a revision whose service is measured too
+    baseline_points: frozenset[str] = frozenset({"http", "tcp"})
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Settings":
@@ -95,11 +108,13 @@ class Settings:
             repeats=int(environ.get("BENCH_REPEATS") or 5),
             seconds=float(environ.get("BENCH_SECONDS") or 10),
             warmup=float(environ.get("BENCH_WARMUP") or 3),
-            selected={name.strip() for name in selected.split(",")} if selected else None,
+            selected=_names(selected) if selected else None,
             loadgen_cpus=loadgen,
             cpus=cpus,
             default_workers=int(environ.get("EXCHANGE_WORKERS") or os.cpu_count()),
             fresh=environ.get("BENCH_FRESH", "") not in {"", "0"},
+            baseline=environ.get("BENCH_BASELINE") or None,
+            baseline_points=_names(environ.get("BENCH_BASELINE_POINTS") or "http,tcp"),
         )
 
     def pin_loadgen(self) -> None:
@@ -111,9 +126,16 @@ class Settings:
         return self.selected is None or point in self.selected
 
 
-def plan(settings: Settings) -> tuple[dict[str, Point], dict[str, dict[int, str]]]:
+def _names(listed: str) -> frozenset[str]:
+    return frozenset(name.strip() for name in listed.split(","))
+
+
+def plan(
+    settings: Settings, baseline: Revision | None = None
+) -> tuple[dict[str, Point], dict[str, dict[int, str]]]:
     """The points, and the sweeps they form (value -> point); points that a
-    sweep shares with the base are measured once, as the base."""
+    sweep shares with the base are measured once, as the base. With a
+    baseline, twins of the chosen points it should run too."""
     base = Point("mixed, 10 symbols, 32 clients, HTTP", settings.default_workers)
     points = {
         "http": base,
@@ -138,7 +160,35 @@ def plan(settings: Settings) -> tuple[dict[str, Point], dict[str, dict[int, str]
         variant = replace(base, label=f"{workers} gunicorn workers", workers=workers)
         sweeps["workers"][workers] = _add(points, f"workers-{workers}", variant, base)
     chosen = {name: point for name, point in points.items() if settings.wants(name)}
+    if baseline:
+        chosen = with_twins(chosen, settings.baseline_points, baseline)
     return chosen, sweeps
+
+
+def with_twins(
+    points: dict[str, Point], twinned: frozenset[str], baseline: Revision
+) -> dict[str, Point]:
+    """The points, each of `twinned` followed by its twin on the baseline, so
+    that within a round the two are measured one right after the other."""
+    result = {}
+    for name, point in points.items():
+        result[name] = point
+        if name in twinned:
+            label = f"{point.label}, baseline {baseline.short}"
+            result[figures.twin(name)] = replace(point, label=label, baseline=True)
+    return result
+
+
+def round_order(names: list[str], round_number: int) -> list[str]:
+    """The points in their order, each twin next to its point: after it in odd
+    rounds, before it in even ones, so that neither side always goes first."""
+    twin_first = round_number % 2 == 0
+
+    def position(name: str) -> tuple[int, bool]:
+        ours = figures.ours(name)
+        return names.index(ours), (name == ours) == twin_first
+
+    return sorted(names, key=position)
 
 
 def _add(points: dict[str, Point], name: str, variant: Point, base: Point) -> str:
@@ -149,43 +199,87 @@ def _add(points: dict[str, Point], name: str, variant: Point, base: Point) -> st
 
 
 class Bench:
-    def __init__(self, settings: Settings, directory: Path):
+    def __init__(self, settings: Settings, directory: Path, revision: Revision | None = None):
         self.settings = settings
         self.directory = directory
+        self.revision = revision
         self.runs: list[dict] = []
         self.pgbench: list[dict] = []
-        self.points, self.sweeps = plan(settings)
+        self.points, self.sweeps = plan(settings, revision)
         self.cluster = Cluster(SAVED_SETUPS / "pgdata", free_port())
         self.service = Service(self.cluster, directory)
+        self.baseline: Service | None = None  # once the revision is checked out
         self.measured = 0
         self.started = self.measuring_since = time.monotonic()
 
     def run(self) -> None:
         self._write_meta()
         say(f"results go to {_show(self.directory)}")
-        self._restore_setup()
-        self.cluster.ensure_running()
+        finished = False
         try:
-            self.service.start(self.settings.default_workers)
+            if self.revision:
+                self._check_out_baseline()
+            self._restore_setup()
+            self.cluster.ensure_running()
+            if self.revision:
+                prepare_database(self.cluster, self.revision.database)
+            self._start_services()
             if self._set_up():
                 self._save_setup()
             self.measuring_since = time.monotonic()
             for round_number in range(1, self.settings.repeats + 1):
                 self._round(round_number)
-            self.service.stop()
-            self._audit()
+            self._stop_services()
+            for service in self.services:
+                self._audit(service)
+            finished = True
         finally:
-            self.service.stop()
+            self._stop_services()
             self.cluster.stop()
+            if self.revision and not finished:
+                self._remove_baseline_checkout()
+
+    @property
+    def services(self) -> list[Service]:
+        return [service for service in (self.service, self.baseline) if service]
+
+    def _service_of(self, point: Point) -> Service:
+        return self.baseline if point.baseline else self.service
+
+    def _start_services(self) -> None:
+        for service in self.services:
+            service.start(self.settings.default_workers)
+
+    def _stop_services(self) -> None:
+        for service in self.services:
+            service.stop()
+
+    def _remove_baseline_checkout(self) -> None:
+        """A run that failed or was interrupted leaves no checkout behind, not even half of one."""
+        checkout = self.revision.checkout_in(SAVED_SETUPS)
+        remove_checkout(checkout)
+        say(f"removed the baseline's checkout {_show(checkout)}")
+
+    def _check_out_baseline(self) -> None:
+        """Check the baseline revision out (or reuse its checkout) and read its commands."""
+        directory, made = check_out(self.revision, SAVED_SETUPS)
+        self.baseline = Service(
+            self.cluster,
+            self.directory,
+            name="baseline",
+            source=directory,
+            database=self.revision.database,
+            commands=own_commands(directory),
+        )
+        how = "checked out in" if made else "reusing its checkout in"
+        say(f"baseline {self.revision.short} ({self.revision.subject}): {how} {_show(directory)}")
 
     # -- setup ----------------------------------------------------------------
 
     def _set_up(self) -> bool:
         """Set up what the points need; whether anything was missing."""
         started = time.monotonic()
-        post = http_poster(self.service.url + "/")
-        shapes = {replace(p.shape, hot=False, children=1) for p in self.points.values()}
-        created = [set_up(post, shape, say=say) for shape in shapes]
+        created = [made for service in self.services for made in self._set_up_universes(service)]
         if self.settings.wants("pgbench") and not self._client(
             "psql", "-Atc", "SELECT 1 FROM pg_database WHERE datname = 'limits'", "postgres"
         ):
@@ -196,9 +290,19 @@ class Bench:
         say(f"setup took {time.monotonic() - started:.0f} s")
         return any(created)
 
+    def _set_up_universes(self, service: Service) -> list[bool]:
+        """Set up, through `service`, the universes of the points it serves."""
+        post = http_poster(service.url + "/")
+        points = [point for point in self.points.values() if self._service_of(point) is service]
+        shapes = {replace(point.shape, hot=False, children=1) for point in points}
+        return [
+            set_up(post, shape, say=lambda line: say(f"{service.name}: {line}")) for shape in shapes
+        ]
+
     def _saved_setup(self) -> Path:
         """Where a set-up cluster is kept for the next run, named after the schema's
-        source: another schema means another setup."""
+        source: another schema means another setup. (The baseline's database is
+        named after its commit, see bench/baseline.py.)"""
         digest = hashlib.sha256()
         for source in sorted((PROJECT / "app" / "storage").glob("*.py")) + [
             Path(workload.__file__),
@@ -218,7 +322,7 @@ class Bench:
 
     def _save_setup(self) -> None:
         """Keep a copy of the set-up cluster, stopped, replacing older ones."""
-        self.service.stop()
+        self._stop_services()
         self.cluster.stop()
         for older in SAVED_SETUPS.glob("setup-*"):
             shutil.rmtree(older)
@@ -226,7 +330,7 @@ class Bench:
         shutil.copytree(self.cluster.datadir, saved, symlinks=True)
         say(f"setup saved in {_show(saved)} for the next runs")
         self.cluster.ensure_running()
-        self.service.start(self.settings.default_workers)
+        self._start_services()
 
     def _client(self, program: str, *args: object) -> str:
         """Run one of PostgreSQL's client programs against the cluster, pinned like the load."""
@@ -253,9 +357,10 @@ class Bench:
         states = sorted({point.service_state for point in self.points.values()}, key=self._order)
         for state in states:
             self._enter(state)
-            for name, point in self.points.items():
-                if point.service_state == state:
-                    self._record(round_number, name, self._measure(round_number, name, point))
+            names = [name for name, point in self.points.items() if point.service_state == state]
+            for name in round_order(names, round_number):
+                point = self.points[name]
+                self._record(round_number, name, self._measure(round_number, name, point))
             if state == (self.settings.default_workers, 0) and self.settings.wants("pgbench"):
                 self._measure_ceiling(round_number)
 
@@ -265,22 +370,31 @@ class Bench:
         return (state != (self.settings.default_workers, 0), cores, workers)
 
     def _enter(self, state: tuple[int, int]) -> None:
+        """Give the services measured in `state` its workers, and pin every one
+        (an idle one too) and the database to its CPUs."""
         workers, cores = state
-        if workers != self.service.workers:
-            say(f"restarting gunicorn with {workers} workers")
-            self.service.restart(workers)
+        measured = [self._service_of(p) for p in self.points.values() if p.service_state == state]
+        for service in self.services:
+            if service.name in measured and workers != service.workers:
+                say(f"restarting gunicorn of {service.name} with {workers} workers")
+                service.restart(workers)
         cpus = set(self.settings.cpus[:cores] if cores else self.settings.cpus)
-        self.service.pin(cpus)
+        for service in self.services:
+            service.pin(cpus)
 
     def _measure(self, round_number: int, name: str, point: Point) -> dict:
         prefix = self.directory / "locust" / f"{name}-{round_number}"
         prefix.parent.mkdir(exist_ok=True)
         length = self.settings.warmup + self.settings.seconds
+        service = self._service_of(point)
         command, environment = locust_command(
-            point, self.service, prefix, self.settings.warmup, length, seed=round_number
+            point, service, prefix, self.settings.warmup, length, seed=round_number
         )
-        server_pids = self.service.service_pids() + self.service.database_pids()
-        before = usage(server_pids)
+        server_pids = service.service_pids() + service.database_pids()
+        idle_pids = [
+            pid for other in self.services if other is not service for pid in other.service_pids()
+        ]
+        before, idle_before = usage(server_pids), usage(idle_pids)
         busy_before, children_before = machine_busy_s(), _children_cpu_s()
         started = time.monotonic()
         with open(f"{prefix}.log", "wb") as log:
@@ -294,13 +408,14 @@ class Bench:
             )
             service_rss = database_rss = 0.0
             while locust.poll() is None:
-                service_rss = max(service_rss, usage(self.service.service_pids()).rss_mb)
-                database_rss = max(database_rss, usage(self.service.database_pids()).rss_mb)
+                service_rss = max(service_rss, usage(service.service_pids()).rss_mb)
+                database_rss = max(database_rss, usage(service.database_pids()).rss_mb)
                 if time.monotonic() - started > length + LOCUST_GRACE_S:
                     locust.kill()
                 time.sleep(SAMPLE_EVERY_S)
         wall = time.monotonic() - started
         server_cpu = usage(server_pids).cpu_s - before.cpu_s
+        idle_cpu = usage(idle_pids).cpu_s - idle_before.cpu_s
         stats = aggregated(Path(f"{prefix}_stats.csv"))
         return {
             "point": name,
@@ -317,6 +432,7 @@ class Bench:
             "server_cpu_pct": round(100 * server_cpu / wall, 1),
             "loadgen_cpu_pct": round(100 * (_children_cpu_s() - children_before) / wall, 1),
             "machine_busy_pct": round(100 * (machine_busy_s() - busy_before) / wall, 1),
+            "idle_service_cpu_pct": round(100 * idle_cpu / wall, 2),
         }
 
     def _record(self, round_number: int, name: str, row: dict) -> None:
@@ -325,7 +441,7 @@ class Bench:
         self.measured += 1
         self._progress(
             round_number,
-            f"{name:<14} {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:4.0f} ms  "
+            f"{name:<17} {row['requests_per_s']:7.1f} req/s  p50 {row['p50_ms']:4.0f} ms  "
             f"p99 {row['p99_ms']:4.0f} ms  errors {row['failures']:.0f}  "
             f"load gen CPU {row['loadgen_cpu_pct']:.0f} %",
         )
@@ -334,6 +450,11 @@ class Bench:
             say(f"  warning: some requests failed; see {_show(failures)}")
         if row["loadgen_cpu_pct"] > 80:
             say("  warning: the load generator used most of its CPU: it may be the bottleneck")
+        if row["idle_service_cpu_pct"] > IDLE_CPU_WARNING_PCT:
+            say(
+                f"  warning: the service not measured used {row['idle_service_cpu_pct']:.1f} % "
+                "of a CPU meanwhile: it competed with the one measured"
+            )
 
     def _measure_ceiling(self, round_number: int) -> None:
         seconds = max(1, round(self.settings.seconds))
@@ -364,7 +485,7 @@ class Bench:
         self.pgbench.append(row)
         figures.write_rows(self.directory / "pgbench.csv", figures.PGBENCH_FIELDS, self.pgbench)
         self.measured += 1
-        self._progress(round_number, f"{'pgbench':<14} {tps:7.1f} tps    latency {latency:.1f} ms")
+        self._progress(round_number, f"{'pgbench':<17} {tps:7.1f} tps    latency {latency:.1f} ms")
 
     def _progress(self, round_number: int, text: str) -> None:
         per_round = len(self.points) + self.settings.wants("pgbench")
@@ -378,17 +499,17 @@ class Bench:
             f"{elapsed / 60:.1f} min, about {remaining / 60:.1f} min left] {text}"
         )
 
-    def _audit(self) -> None:
-        environment = dict(os.environ, DATABASE_URL=self.cluster.url())
+    def _audit(self, service: Service) -> None:
+        """The ledger audit of the service's own code on its own database."""
         result = subprocess.run(
             [sys.executable, "-m", "app.audit"],
-            cwd=PROJECT,
-            env=environment,
+            cwd=service.source,
+            env=service.environment(),
             capture_output=True,
             text=True,
         )
         verdict = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        say(f"ledger audit after the load: {verdict}")
+        say(f"{service.name}: ledger audit after the load: {verdict}")
         if result.returncode != 0:
             say(result.stdout + result.stderr)
 
@@ -407,6 +528,7 @@ class Bench:
                 "pgbench_clients": PGBENCH_CLIENTS,
             },
             "base_point": "http",
+            "baseline": self.revision.describe() if self.revision else None,
             "points": {
                 name: {**asdict(point), "shape": asdict(point.shape)}
                 for name, point in self.points.items()
@@ -504,19 +626,27 @@ def _interrupt(signum, frame) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # stop the service and the cluster on the way out
     settings = Settings.from_env()
+    try:
+        revision = Revision.resolve(settings.baseline) if settings.baseline else None
+    except RuntimeError as error:
+        say(str(error))
+        return 2
     directory = figures.RESULTS / time.strftime("%Y%m%d-%H%M%S")
     directory.mkdir(parents=True)
     if figures.LATEST.is_symlink() or figures.LATEST.exists():
         figures.LATEST.unlink()
     figures.LATEST.symlink_to(directory.name)
-    bench = Bench(settings, directory)
+    bench = Bench(settings, directory, revision)
     try:
         bench.run()
     except KeyboardInterrupt:
         say("interrupted: the figures so far follow")
     results = figures.Results(directory)
     say(f"\n{figures.render_text(results.table())}\n")
-    say("\n".join(results.ratio_lines()))
+    comparison = results.comparison()
+    if comparison:
+        say(f"{results.comparison_caption()}\n\n{figures.render_text(comparison)}\n")
+    say(figures.render_text(results.targets_table()))
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0
 

@@ -2,7 +2,9 @@
 
 The same commands as `make run` (app/run.py), on free ports, against a
 cluster of the benchmark's own; pinning and accounting read /proc, so this
-runs on Linux only, as `taskset` does.
+runs on Linux only, as `taskset` does. The code comes from a source
+directory, this checkout unless told otherwise (a baseline revision's
+checkout, see bench/baseline.py), with our interpreter.
 """
 
 import os
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.run import SHIM_COMMAND, WEB_COMMAND
-from app.storage.cluster import PROJECT, Cluster, free_port
+from app.storage.cluster import APP_DATABASE, PROJECT, Cluster, free_port
 
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 35
@@ -31,21 +33,47 @@ class Usage:
 
 
 class Service:
-    """gunicorn and the TCP shim in front of it, on a running cluster."""
+    """gunicorn and the TCP shim in front of it, on a running cluster.
 
-    def __init__(self, cluster: Cluster, log_dir: Path):
+    `source` is the directory its code is imported from, `database` its
+    database in the cluster, `commands` its gunicorn's and its shim's.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        log_dir: Path,
+        name: str = "service",
+        source: Path = PROJECT,
+        database: str = APP_DATABASE,
+        commands: tuple[list[str], list[str]] = (WEB_COMMAND, SHIM_COMMAND),
+    ):
         self.cluster = cluster
+        self.name = name
+        self.source = source
+        self.database = database
+        self.commands = commands
         self.http_port = free_port()
         self.tcp_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.workers = 0
-        self._log_dir = log_dir
+        self._log = log_dir / f"{name}.log"
         self._children: list[subprocess.Popen] = []
+
+    def environment(self) -> dict[str, str]:
+        """What a program of this service's code needs: its own directory first
+        on the import path, and its own database."""
+        environment = dict(
+            os.environ, PYTHONPATH=str(self.source), DATABASE_URL=self.cluster.url(self.database)
+        )
+        # Unset, gunicorn makes a metrics directory of its own; a shared one
+        # would be emptied by whichever service starts last.
+        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        return environment
 
     def start(self, workers: int) -> None:
         environment = dict(
-            os.environ,
-            DATABASE_URL=self.cluster.url(),
+            self.environment(),
             EXCHANGE_BIND=f"127.0.0.1:{self.http_port}",
             EXCHANGE_WORKERS=str(workers),
             EXCHANGE_LOG_LEVEL="warning",
@@ -54,19 +82,19 @@ class Service:
             EXCHANGE_SHIM_UPSTREAM=f"{self.url}/",
         )
         environment.pop("EXCHANGE_ACCESS_LOG", None)
-        log = open(self._log_dir / "service.log", "ab")
+        log = open(self._log, "ab")
         self._children = [
             # Own sessions, as in app/run.py: Ctrl-C reaches the benchmark only,
             # which then stops the service before the database.
             subprocess.Popen(
                 command,
                 env=environment,
-                cwd=PROJECT,
+                cwd=self.source,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
             )
-            for command in (WEB_COMMAND, SHIM_COMMAND)
+            for command in self.commands
         ]
         log.close()
         self.workers = workers
@@ -94,13 +122,14 @@ class Service:
             for child in self._children:
                 if child.poll() is not None:
                     raise RuntimeError(
-                        f"{' '.join(child.args[1:3])} exited with status {child.returncode}; "
-                        f"see {self._log_dir / 'service.log'}"
+                        f"{self.name}: {' '.join(child.args[1:3])} exited with status "
+                        f"{child.returncode}; "
+                        f"see {self._log}"
                     )
             if self._healthy() and len(self.service_pids()) > self.workers + 1:
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"the service was not ready within {READY_TIMEOUT_S} s")
+        raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S} s; see {self._log}")
 
     def _healthy(self) -> bool:
         try:
