@@ -52,7 +52,7 @@ from decimal import (
 )
 
 import tenacity
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from app.exchange import statements as sql
@@ -209,8 +209,10 @@ class Exchange:
 
         return self._run(name, attempt)
 
-    def _read(self, name: str, statement: Statement, **parameters) -> list[Row]:
-        return self._on_connection(name, lambda c: read(c, statement, **parameters).all())
+    def _read(self, name: str, statement: Statement, **parameters) -> list[tuple]:
+        return self._on_connection(
+            name, lambda connection: read(connection, statement, **parameters)
+        )
 
     def missing_tables(self) -> list[str]:
         """Tables of the schema the database lacks; readiness asks, with the same retries."""
@@ -238,8 +240,8 @@ class Exchange:
     def create_account(self, transaction: Transaction, command: CreateAccount) -> None:
         created = transaction.execute(
             sql.CREATE_ACCOUNT, account_id=command.account_id, balance=command.balance
-        ).first()
-        if created is None:
+        )
+        if not created:
             raise Rejected(Reason.ACCOUNT_EXISTS)
 
     @_transaction
@@ -254,8 +256,8 @@ class Exchange:
             symbol=command.symbol,
             account_id=command.account_id,
             shares=command.shares,
-        ).first()
-        if minted is None:
+        )
+        if not minted:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
 
     # -- orders ---------------------------------------------------------------
@@ -281,7 +283,7 @@ class Exchange:
             shares=wanted,
             page_size=page_size,
             account_id=command.account_id,
-        ).all()
+        )
         balances = {row.account_id: row.balance for row in rows}
         if command.account_id not in balances:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
@@ -304,7 +306,7 @@ class Exchange:
         settlement = settle(command, trades)
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
         debited = {account: -n for account, n in settlement.shares.items() if n < 0}
-        order_id = transaction.execute(
+        (placed,) = transaction.execute(
             sql.RECORD_ORDER[is_buy],
             account_id=command.account_id,
             symbol=command.symbol,
@@ -321,8 +323,8 @@ class Exchange:
             delivery_shares=list(delivered.values()),
             debit_account_id=list(debited),
             debit_shares=list(debited.values()),
-        ).scalar_one()
-        return Opened(order_id, len(trades), executed)
+        )
+        return Opened(placed.id, len(trades), executed)
 
     def query_order(self, command: QueryOrder) -> OrderView:
         rows = self._read(
@@ -338,9 +340,9 @@ class Exchange:
     def cancel_order(self, transaction: Transaction, command: CancelOrder) -> OrderView:
         """Cancel the open remainder and refund its reservation in the same step."""
         order = {"order_id": command.order_id, "account_id": command.account_id}
-        if transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order).first() is None:
+        if not transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order):
             raise Rejected(Reason.NO_SUCH_ORDER)
-        rows = transaction.execute(sql.CANCEL, order_id=command.order_id).all()
+        rows = transaction.execute(sql.CANCEL, order_id=command.order_id)
         if not rows:
             raise Rejected(Reason.NOTHING_OPEN)
         first = rows[0]
@@ -352,7 +354,7 @@ class Exchange:
 
 
 def _lock_symbol(transaction: Transaction, symbol: str) -> None:
-    if transaction.execute(sql.LOCK_SYMBOL, symbol=symbol).first() is None:
+    if not transaction.execute(sql.LOCK_SYMBOL, symbol=symbol):
         raise Rejected(Reason.NO_SUCH_SYMBOL)
 
 
@@ -369,7 +371,7 @@ def _cancellation(shares: Decimal, moment) -> Cancellation | None:
     return Cancellation(shares, _epoch_seconds(moment)) if moment is not None else None
 
 
-def _fills(rows: list[Row]) -> tuple[Fill, ...]:
+def _fills(rows: list[tuple]) -> tuple[Fill, ...]:
     """An order's executions, oldest first, from rows of an outer join (none: one null row)."""
     return tuple(
         Fill(row.shares, row.price, _epoch_seconds(row.executed_at))

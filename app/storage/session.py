@@ -11,9 +11,20 @@ anew each time; for the exchange's statements that is most of their cost.
 So each is prepared (`PREPARE name (types) AS ...`) the first time a
 connection runs it, in the same message, and executed by name afterwards. A
 prepared statement lives as long as its server session and survives rollback.
+
+The text goes straight to the driver's cursor of SQLAlchemy's pooled
+connection, and rows come back as named tuples: SQLAlchemy's execution and
+result objects cost about 27 us a statement, a fifth of the Python of a
+request, and these statements need none of their type processing (psycopg2
+already returns `Decimal`, `int`, `str` and `datetime`). Failures are raised
+as SQLAlchemy raises them, a lost connection invalidated and marked so.
 """
 
-from sqlalchemy import Connection, CursorResult, literal, literal_column
+import collections
+import functools
+
+import psycopg2
+from sqlalchemy import Connection, literal, literal_column
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
@@ -62,12 +73,14 @@ def _type_of(parameter: BindParameter) -> str:
     return parameter.type.compile(dialect=_DIALECT)
 
 
-def read(connection: Connection, statement: Statement, **parameters) -> CursorResult:
+def read(connection: Connection, statement: Statement, **parameters) -> list[tuple]:
     """One statement on its own: autocommit gives it one snapshot and no BEGIN or COMMIT."""
     return _send(connection, statement, parameters)
 
 
-def _send(connection: Connection, statement: Statement, parameters: dict, before: str = ""):
+def _send(
+    connection: Connection, statement: Statement, parameters: dict, before: str = ""
+) -> list[tuple]:
     """Run `statement`, prepared in the same message the first time this connection runs it.
 
     If that first message fails, whether its PREPARE took effect is unknown,
@@ -75,16 +88,40 @@ def _send(connection: Connection, statement: Statement, parameters: dict, before
     """
     prepared = connection.info.setdefault(_PREPARED, set())
     if statement.name in prepared:
-        return connection.exec_driver_sql(f"{before}{statement.call}", parameters)
+        return _execute(connection, f"{before}{statement.call}", parameters)
     try:
-        result = connection.exec_driver_sql(
-            f"{before}{statement.definition}; {statement.call}", parameters
-        )
+        rows = _execute(connection, f"{before}{statement.definition}; {statement.call}", parameters)
     except DBAPIError:
-        connection.invalidate()
+        if not connection.invalidated:
+            connection.invalidate()
         raise
     prepared.add(statement.name)
-    return result
+    return rows
+
+
+def _execute(connection: Connection, text: str, parameters: dict | None) -> list[tuple]:
+    """One round trip on the driver's cursor; its rows, if any, as named tuples."""
+    dbapi_connection = connection.connection.dbapi_connection
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(text, parameters)
+            if cursor.description is None:
+                return []
+            make_row = _row_maker(tuple(column.name for column in cursor.description))
+            return [make_row(row) for row in cursor.fetchall()]
+    except psycopg2.Error as error:
+        dialect = connection.dialect
+        lost = dialect.is_disconnect(error, dbapi_connection, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            text, parameters, error, psycopg2.Error, connection_invalidated=lost, dialect=dialect
+        ) from error
+
+
+@functools.cache
+def _row_maker(names: tuple[str, ...]):
+    return collections.namedtuple("Row", names)._make
 
 
 class Transaction:
@@ -100,7 +137,7 @@ class Transaction:
         self._connection = connection
         self.begun = False
 
-    def execute(self, statement: Statement, **parameters) -> CursorResult:
+    def execute(self, statement: Statement, **parameters) -> list[tuple]:
         before = "" if self.begun else "BEGIN; "
         self.begun = True
         return _send(self._connection, statement, parameters, before)
@@ -114,4 +151,4 @@ class Transaction:
     def _end(self, command: str) -> None:
         if self.begun:
             self.begun = False
-            self._connection.exec_driver_sql(command)
+            _execute(self._connection, command, None)

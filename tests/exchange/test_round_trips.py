@@ -1,30 +1,15 @@
 """What each command costs in round trips to PostgreSQL, pinned so that a change adding one fails.
 
 The exchange's connections are in autocommit mode, so the driver sends
-nothing of its own: every round trip is one `cursor.execute`, BEGIN riding
-with a transaction's first statement.
+nothing of its own: every round trip is one `cursor.execute` (the `sent`
+fixture), BEGIN riding with a transaction's first statement.
 """
 
 import pytest
-from sqlalchemy import event
 
 from app.exchange import statements
 from app.exchange.errors import Rejected
 from tests.exchange.conftest import CASH
-
-
-@pytest.fixture
-def sent(traders, exchange_engine):
-    """The statements the exchange sends from now on, each one round trip."""
-    statements_sent: list[str] = []
-
-    def record(connection, cursor, statement, parameters, context, executemany):
-        assert connection.connection.dbapi_connection.autocommit, "the driver would add a BEGIN"
-        statements_sent.append(statement)
-
-    event.listen(exchange_engine, "before_cursor_execute", record)
-    yield statements_sent
-    event.remove(exchange_engine, "before_cursor_execute", record)
 
 
 def test_an_order_matching_within_the_first_page_takes_four_round_trips(traders, sent):
