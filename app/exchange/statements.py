@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     Text,
+    any_,
     bindparam,
     cast,
     func,
@@ -221,24 +222,33 @@ def _record_order(is_buy: bool) -> Statement:
         )
         .cte("executed")
     )
+    # `= ANY` rather than a join: a generic plan would expect a hundred payments
+    # and hash-join a seq scan of accounts rather than look each one up.
     payment = _rows("payment", account_id=Text, amount=NUMBER)
     paid = (
         update(accounts)
-        .where(accounts.c.id == payment.c.account_id)
-        .values(balance=accounts.c.balance + payment.c.amount)
+        .where(accounts.c.id == any_(bindparam("payment_account_id", type_=ARRAY(Text))))
+        .values(
+            balance=accounts.c.balance
+            + select(payment.c.amount)
+            .where(payment.c.account_id == accounts.c.id)
+            .scalar_subquery()
+        )
         .cte("paid")
     )
     delivery = _rows("delivery", account_id=Text, shares=NUMBER)
     delivered = _add_shares(delivery).cte("delivered")
     # Apart from the deliveries: PostgreSQL checks an upsert's proposed row before
     # it finds the conflict, so a negative one would break `position_not_negative`.
-    debit = _rows("debit", account_id=Text, shares=NUMBER)
+    debit = bindparam("debit", type_=NUMBER)
     debited = (
         update(positions)
         .where(
-            positions.c.account_id == debit.c.account_id, positions.c.symbol == bindparam("symbol")
+            positions.c.account_id == bindparam("account_id"),
+            positions.c.symbol == bindparam("symbol"),
+            debit > 0,
         )
-        .values(shares=positions.c.shares - debit.c.shares)
+        .values(shares=positions.c.shares - debit)
         .cte("debited")
     )
     return Statement(

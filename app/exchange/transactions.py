@@ -305,7 +305,7 @@ class Exchange:
             raise _PageTooShort
         settlement = settle(command, trades)
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
-        debited = {account: -n for account, n in settlement.shares.items() if n < 0}
+        debited = -min(settlement.shares.get(command.account_id, Decimal(0)), Decimal(0))
         (placed,) = transaction.execute(
             sql.RECORD_ORDER[is_buy],
             account_id=command.account_id,
@@ -321,8 +321,7 @@ class Exchange:
             payment_amount=list(settlement.cash.values()),
             delivery_account_id=list(delivered),
             delivery_shares=list(delivered.values()),
-            debit_account_id=list(debited),
-            debit_shares=list(debited.values()),
+            debit=debited,
         )
         return Opened(placed.id, len(trades), executed)
 
