@@ -3,16 +3,16 @@
 import os
 import uuid
 
-import psycopg2
 import pytest
 from hypothesis import settings
-from sqlalchemy import Engine, event, make_url, text
+from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
 from app.storage import cluster
 from app.storage import engine as engines
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata, order_ids
+from app.storage.session import recording
 from tests.exchange.market import Market
 from tests.shim.processes import running_shim
 from tests.web.servers import running_gunicorn
@@ -72,31 +72,9 @@ def exchange_engine(database_url, schema_engine):
 
 @pytest.fixture
 def sent(exchange_engine):
-    """Every statement the driver sends for the exchange's engine from now on, in order.
-
-    Counted at psycopg2's cursor, below the transaction module, and only on
-    autocommit connections, where the driver sends nothing of its own: each
-    entry is one round trip.
-    """
-    statements: list[str] = []
-
-    class Recording(psycopg2.extensions.cursor):
-        def execute(self, query, parameters=None):
-            statements.append(query)
-            return super().execute(query, parameters)
-
-    def record(dbapi_connection, connection_record, proxy):
-        assert dbapi_connection.autocommit, "the driver would send a BEGIN of its own"
-        dbapi_connection.cursor_factory = Recording
-
-    def stop_recording(dbapi_connection, connection_record):
-        dbapi_connection.cursor_factory = psycopg2.extensions.cursor
-
-    event.listen(exchange_engine, "checkout", record)
-    event.listen(exchange_engine, "checkin", stop_recording)
-    yield statements
-    event.remove(exchange_engine, "checkout", record)
-    event.remove(exchange_engine, "checkin", stop_recording)
+    """Every statement the driver sends for the exchange's engine from now on: one a round trip."""
+    with recording(exchange_engine) as statements:
+        yield statements
 
 
 def empty_tables(engine: Engine) -> None:

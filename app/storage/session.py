@@ -21,10 +21,12 @@ as SQLAlchemy raises them, a lost connection invalidated and marked so.
 """
 
 import collections
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import psycopg2
-from sqlalchemy import Connection, literal, literal_column
+from sqlalchemy import Connection, Engine, event, literal, literal_column
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import visitors
@@ -152,3 +154,36 @@ class Transaction:
         if self.begun:
             self.begun = False
             _execute(self._connection, command, None)
+
+
+@contextlib.contextmanager
+def recording(engine: Engine) -> Iterator[list[str]]:
+    """Every statement the driver sends on `engine`'s connections while inside, in order.
+
+    Counted at psycopg2's cursor, below this module, on connections in
+    autocommit mode, where the driver sends nothing of its own: each entry is
+    one round trip. The tests pin the exchange's round trips with it, and the
+    profiler reports them.
+    """
+    sent: list[str] = []
+
+    class Recording(psycopg2.extensions.cursor):
+        def execute(self, query, parameters=None):
+            sent.append(query)
+            return super().execute(query, parameters)
+
+    def record(dbapi_connection, connection_record, proxy):
+        if not dbapi_connection.autocommit:
+            raise RuntimeError("the driver would send a BEGIN of its own, unrecorded")
+        dbapi_connection.cursor_factory = Recording
+
+    def stop_recording(dbapi_connection, connection_record):
+        dbapi_connection.cursor_factory = psycopg2.extensions.cursor
+
+    event.listen(engine, "checkout", record)
+    event.listen(engine, "checkin", stop_recording)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "checkout", record)
+        event.remove(engine, "checkin", stop_recording)
