@@ -12,7 +12,6 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
-    cast,
     func,
     insert,
     or_,
@@ -32,10 +31,7 @@ BOOK_PAGE = 16  # resting orders an incoming order reads at first (see place_ord
 def _rows(alias: str, ordinality: str | None = None, **columns):
     """Parallel array parameters as the rows of a table, one parameter per column:
     `unnest(:fill_order_id, :fill_shares) AS fill(order_id, shares)`."""
-    arrays = (
-        cast(bindparam(f"{alias}_{name}", type_=ARRAY(kind)), ARRAY(kind))
-        for name, kind in columns.items()
-    )
+    arrays = (bindparam(f"{alias}_{name}", type_=ARRAY(kind)) for name, kind in columns.items())
     return (
         func.unnest(*arrays)
         .table_valued(*columns, with_ordinality=ordinality)
@@ -184,8 +180,9 @@ def _record_order(is_buy: bool) -> Statement:
 
     The order row; the fills of the resting orders it took; one execution per
     fill, in fill order; every account's cash change (the buyer's reservation
-    and refunds, the sellers' proceeds); every position change on the symbol
-    (the seller's reservation, the buyers' shares).
+    and refunds, the sellers' proceeds); the shares delivered to buyers; the
+    `:debit` of the incoming account's own position (a seller's reservation,
+    net of what it bought from itself).
     """
     placed = (
         insert(orders)
@@ -304,7 +301,8 @@ def _cancel() -> Statement:
     """Cancel the open remainder, refund its reservation, and return the order's new status.
 
     No row when nothing is open. A data-modifying CTE's effects are invisible to
-    the rest of its statement, so the canceled part comes from RETURNING.
+    the rest of its statement, so the canceled part comes from RETURNING. The
+    refund goes to `:account_id`, the order's owner (LOCK_SYMBOL_OF_ORDER checked).
     """
     canceled = (
         update(orders)
@@ -314,7 +312,6 @@ def _cancel() -> Statement:
         )
         .returning(
             orders.c.id,
-            orders.c.account_id,
             orders.c.symbol,
             orders.c.side,
             orders.c.limit_price,
@@ -325,14 +322,14 @@ def _cancel() -> Statement:
     )
     cash_refunded = (
         update(accounts)
-        .where(accounts.c.id == canceled.c.account_id, canceled.c.side == "buy")
+        .where(accounts.c.id == bindparam("account_id"), canceled.c.side == "buy")
         .values(balance=accounts.c.balance + canceled.c.canceled_shares * canceled.c.limit_price)
         .cte("cash_refunded")
     )
     shares_refunded = (
         update(positions)
         .where(
-            positions.c.account_id == canceled.c.account_id,
+            positions.c.account_id == bindparam("account_id"),
             positions.c.symbol == canceled.c.symbol,
             canceled.c.side == "sell",
         )

@@ -341,7 +341,7 @@ class Exchange:
         order = {"order_id": command.order_id, "account_id": command.account_id}
         if not transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order):
             raise Rejected(Reason.NO_SUCH_ORDER)
-        rows = transaction.execute(sql.CANCEL, order_id=command.order_id)
+        rows = transaction.execute(sql.CANCEL, **order)
         if not rows:
             raise Rejected(Reason.NOTHING_OPEN)
         first = rows[0]
