@@ -10,6 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn import glogging
+
 # -- server socket
 bind = os.environ.get("EXCHANGE_BIND", "127.0.0.1:8000")
 backlog = 2048
@@ -33,10 +35,31 @@ os.environ.setdefault("EXCHANGE_DB_POOL_SIZE", str(threads))
 # control socket, which would otherwise be shared in the home directory.
 control_socket_disable = True
 
-# -- logging: one handler per line of output; access lines only on request
+# -- logging: the app's and gunicorn's lines to stderr; access lines only on
+# request, each the bare line gunicorn formats, to stdout (`-`) or a file.
 loglevel = os.environ.get("EXCHANGE_LOG_LEVEL", "info")
 errorlog = "-"
 accesslog = os.environ.get("EXCHANGE_ACCESS_LOG") or None
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger, building an access line only when one was asked for.
+
+    With `logconfig_dict` set, gunicorn would build every request's access
+    line for a logger that then drops it: measurable on every request.
+    """
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return bool(self.cfg.accesslog)
+
+
+logger_class = Logger
+_access = (
+    {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}
+    if accesslog == "-"
+    else {"class": "logging.FileHandler", "filename": accesslog}
+)
 logconfig_dict = {
     "root": {"level": loglevel.upper(), "handlers": ["error_console"]},
     "loggers": {
@@ -46,11 +69,16 @@ logconfig_dict = {
             "handlers": ["error_console"],
         },
         "gunicorn.access": {
-            "level": "INFO" if accesslog else "WARNING",
+            "level": "INFO",
             "propagate": False,
-            "handlers": ["console"],
+            "handlers": ["access"] if accesslog else [],
         },
     },
+    "handlers": {
+        **glogging.CONFIG_DEFAULTS["handlers"],
+        **({"access": {**_access, "formatter": "access"}} if accesslog else {}),
+    },
+    "formatters": {**glogging.CONFIG_DEFAULTS["formatters"], "access": {"format": "%(message)s"}},
 }
 
 

@@ -173,16 +173,19 @@ class Exchange:
             retry=tenacity.retry_if_exception(_is_retryable),
             stop=tenacity.stop_after_attempt(max_attempts),
             wait=tenacity.wait_random_exponential(multiplier=0.002, max=0.05),
+            before_sleep=self._count_retry,
             reraise=True,
         )
 
     def _run(self, name: str, attempt):
-        """`attempt()` with the retries, the lost-connection unwrapping and the slow warning."""
+        """`attempt()` with the retries, the lost-connection unwrapping and the slow warning.
+
+        One `Retrying` serves every call: it keeps its state per thread.
+        """
         started = time.perf_counter()
+        attempt.__name__ = name  # for the retry's log line
         try:
-            return self._retrying.copy(before_sleep=lambda state: self._count_retry(name, state))(
-                attempt
-            )
+            return self._retrying(attempt)
         except _LostBeforeCommit as lost:
             raise lost.error from None
         finally:
@@ -190,11 +193,11 @@ class Exchange:
             if seconds >= self._slow_seconds:  # its locks were held as long: worth a warning
                 log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
 
-    def _count_retry(self, name: str, state: tenacity.RetryCallState) -> None:
+    def _count_retry(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
         log.warning(
             "retrying %s after %s (attempt %d, %d retries in this process)",
-            name,
+            state.fn.__name__,
             _reason(state.outcome.exception()),
             state.attempt_number,
             self.retries,

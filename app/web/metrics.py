@@ -89,8 +89,9 @@ class ExchangeCounters:
     def export(self) -> None:
         with self._lock:
             retries = self._exchange.retries
-            RETRIES.inc(retries - self._retries_seen)
-            self._retries_seen = retries
+            if retries != self._retries_seen:  # a write to the metrics file costs, even of 0
+                RETRIES.inc(retries - self._retries_seen)
+                self._retries_seen = retries
 
 
 def watch_pool(engine: Engine, size: int) -> None:

@@ -27,14 +27,16 @@ def _server_drops_the_pooled_connection(single_connection, engine) -> None:
 
 
 def test_connection_dropped_by_the_server_is_replaced_and_the_transaction_runs_again(
-    single_connection, engine
+    single_connection, engine, caplog
 ):
     exchange = Exchange(single_connection)
     _server_drops_the_pooled_connection(single_connection, engine)
 
-    exchange.create_account(CreateAccount("1", Decimal(5)))
+    with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
+        exchange.create_account(CreateAccount("1", Decimal(5)))
 
     assert exchange.retries == 1
+    assert "retrying create_account after a lost connection (attempt 1" in caplog.text
     with engine.connect() as connection:
         balance = connection.execute(text("SELECT balance FROM accounts WHERE id = '1'")).scalar()
     assert balance == 5

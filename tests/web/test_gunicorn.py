@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from tests.conftest import SMALL_BODY_LIMIT
+from tests.web.servers import running_gunicorn
 
 CREATE = b'<create><account id="1" balance="10"/></create>'
 
@@ -66,3 +67,17 @@ def test_health_endpoint_answers(server):
     connection = connect(server)
     connection.request("GET", "/health")
     assert connection.getresponse().status == 200
+
+
+def test_access_lines_are_written_only_when_asked_for(database_url, schema_engine, tmp_path):
+    access_log = tmp_path / "access.log"
+    with (
+        running_gunicorn(database_url, tmp_path / "quiet.log") as quiet,
+        running_gunicorn(
+            database_url, tmp_path / "told.log", EXCHANGE_ACCESS_LOG=str(access_log)
+        ) as told,
+    ):
+        for gunicorn in (quiet, told):
+            exchange(connect(gunicorn.url), CREATE)
+        assert '"POST / HTTP/1.1" 200' in access_log.read_text()
+        assert '"POST / HTTP/1.1"' not in quiet.log_text()
