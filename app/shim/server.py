@@ -23,14 +23,14 @@ import socket
 
 from app.protocol import render_error
 from app.shim.config import ShimConfig
-from app.shim.framing import READ_CHUNK, FramingError, RequestReader, frame_reply
+from app.shim.connection import ClientConnection
+from app.shim.framing import FramingError, frame_reply
 from app.shim.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 4096
 ACCEPT_RETRY_SECONDS = 0.1
-LINGER_SECONDS = 2.0
 
 
 class Shim:
@@ -81,7 +81,7 @@ class Shim:
                 log.warning("accept failed: %s", error)
                 await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
-            task = asyncio.create_task(self._serve_connection(client, _describe(peer)))
+            task = asyncio.create_task(self._serve_connection(client, peer))
             self._connections.add(task)
             task.add_done_callback(self._connection_closed)
 
@@ -104,82 +104,65 @@ class Shim:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _serve_connection(self, client: socket.socket, peer: str) -> None:
-        reader, writer = await asyncio.open_connection(sock=client)
-        requests = RequestReader(reader, self._config.max_body_bytes, self._config.idle_timeout)
+    async def _serve_connection(self, client_socket: socket.socket, peer) -> None:
+        config = self._config
+        _, client = await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: ClientConnection(peer, config.max_body_bytes, config.idle_timeout),
+            client_socket,
+        )
         try:
-            await self._answer(requests, writer, peer)
+            await self._answer(client)
         except FramingError as error:
-            log.warning("%s: %s", peer, error)
-            await self._send(writer, render_error(str(error)), peer)
+            log.warning("%s: %s", client, error)
+            await self._send(client, render_error(str(error)))
+        except ConnectionError as error:
+            log.warning("%s: %s", client, error)
         finally:
-            await _close(reader, writer)
+            await client.close()
 
-    async def _answer(
-        self, requests: RequestReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _answer(self, client: ClientConnection) -> None:
         """One request, or in keep-open mode requests until the client is done or we stop."""
-        body = await requests.next_request()
+        body = await client.next_request()
         while body is not None:
-            reply = await self._forward(body, peer)
-            if not await self._send(writer, reply, peer):
+            reply = await self._forward(body, client)
+            if not await self._send(client, reply):
                 return
             if not self._config.keep_open or self._stopping:
                 return
-            body = await self._wait_between_requests(requests)
+            body = await self._wait_between_requests(client)
 
-    async def _wait_between_requests(self, requests: RequestReader) -> bytes | None:
+    async def _wait_between_requests(self, client: ClientConnection) -> bytes | None:
         """A wait that shutdown may cancel: no request is in flight during it."""
         task = asyncio.current_task()
         self._between_requests.add(task)
         try:
-            return await requests.next_request()
+            return await client.next_request()
         finally:
             self._between_requests.discard(task)
 
-    async def _forward(self, body: bytes, peer: str) -> bytes:
+    async def _forward(self, body: bytes, client: ClientConnection) -> bytes:
+        if not log.isEnabledFor(logging.DEBUG):
+            return await self._upstream.forward(body)
         loop = asyncio.get_running_loop()
         started = loop.time()
         reply = await self._upstream.forward(body)
         log.debug(
             "%s: %d-byte request, %d-byte reply in %.1f ms",
-            peer,
+            client,
             len(body),
             len(reply),
             (loop.time() - started) * 1000,
         )
         return reply
 
-    async def _send(self, writer: asyncio.StreamWriter, reply: bytes, peer: str) -> bool:
+    async def _send(self, client: ClientConnection, reply: bytes) -> bool:
         """Write one reply; False when the client has gone or takes longer than the idle timeout."""
-        writer.write(frame_reply(reply, self._config.reply_length))
         try:
-            async with asyncio.timeout(self._config.idle_timeout):
-                await writer.drain()
+            await client.send(frame_reply(reply, self._config.reply_length))
         except (ConnectionError, TimeoutError) as error:
-            log.warning("%s: reply not delivered: %s", peer, str(error) or type(error).__name__)
+            log.warning("%s: reply not delivered: %s", client, error)
             return False
         return True
-
-
-async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Send FIN, discard input until the client closes too, then close; at most LINGER_SECONDS.
-
-    Closing a socket with unread input makes the kernel send RST, which can
-    destroy a reply the client has not read yet: think of a client that sends a
-    newline its length did not count, or an error reply to a body still coming.
-    """
-    try:
-        writer.write_eof()
-        async with asyncio.timeout(LINGER_SECONDS):
-            while await reader.read(READ_CHUNK):
-                pass
-            writer.close()
-            await writer.wait_closed()
-    except (OSError, TimeoutError):
-        pass
-    finally:
-        writer.transport.abort()  # a no-op once closed; else drops what the client would not take
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -188,7 +171,3 @@ def listen(host: str, port: int) -> socket.socket:
     listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listener.setblocking(False)
     return listener
-
-
-def _describe(peer) -> str:
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
