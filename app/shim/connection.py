@@ -130,8 +130,11 @@ class ClientConnection(asyncio.Protocol):
                 self._resume_reading()
             while not (self._input_ended or self._lost) and self._loop.time() < deadline:
                 await self._wait_until(deadline)
-            self._transport.close()  # sends what is still buffered, then reports the loss
-            while not self._lost and self._loop.time() < deadline:
+            # With the reply all in the kernel's hands, close() closes at once;
+            # else it first sends the rest, and the loss is reported after it.
+            sending = not self._lost and self._transport.get_write_buffer_size() > 0
+            self._transport.close()
+            while sending and not self._lost and self._loop.time() < deadline:
                 await self._wait_until(deadline)
         finally:
             self._transport.abort()  # no-op once closed; else drops what the client would not take

@@ -17,7 +17,6 @@ clients hold every worker while fast ones wait.)
 """
 
 import asyncio
-import contextlib
 import logging
 import socket
 
@@ -38,7 +37,8 @@ class Shim:
 
     def __init__(self, config: ShimConfig):
         self._config = config
-        self._slots = asyncio.Semaphore(config.max_connections)
+        self._listener: socket.socket | None = None
+        self._watching = False  # the event loop calls accept when the listener is readable
         self._connections: set[asyncio.Task] = set()
         self._between_requests: set[asyncio.Task] = set()
         self._stopping = False
@@ -61,39 +61,55 @@ class Shim:
         log.info("stopped")
 
     async def _accept_until(self, stop: asyncio.Event, listener: socket.socket) -> None:
-        """Run the accept loop until `stop` is set; an error of the loop itself propagates."""
-        accepting = asyncio.create_task(self._accept(listener))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({accepting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        accepting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await accepting
+        """Accept connections until `stop` is set."""
+        self._listener = listener
+        self._watch_listener()
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            self._unwatch_listener()
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._slots.acquire()
+    def _watch_listener(self) -> None:
+        """Accept whenever the backlog holds a connection; idempotent, and a no-op once stopping."""
+        if not self._watching and not self._stopping:
+            asyncio.get_running_loop().add_reader(self._listener, self._accept_waiting)
+            self._watching = True
+
+    def _unwatch_listener(self) -> None:
+        if self._watching:
+            asyncio.get_running_loop().remove_reader(self._listener)
+            self._watching = False
+
+    def _accept_waiting(self) -> None:
+        """Accept what the backlog holds while slots are free; stop watching when none are.
+
+        Called by the event loop when the listener is readable: one registration
+        for the listener's lifetime instead of one per accept, and no task wakeup.
+        """
+        while len(self._connections) < self._config.max_connections:
             try:
-                client, peer = await loop.sock_accept(listener)
+                client, peer = self._listener.accept()
+            except BlockingIOError:
+                return
             except OSError as error:  # out of file descriptors, and the like: wait, retry
-                self._slots.release()
                 log.warning("accept failed: %s", error)
-                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
+                self._unwatch_listener()
+                asyncio.get_running_loop().call_later(ACCEPT_RETRY_SECONDS, self._watch_listener)
+                return
             task = asyncio.create_task(self._serve_connection(client, peer))
             self._connections.add(task)
             task.add_done_callback(self._connection_closed)
+        self._unwatch_listener()
 
     def _connection_closed(self, task: asyncio.Task) -> None:
         self._connections.discard(task)
-        self._slots.release()
+        self._watch_listener()
         if not task.cancelled() and task.exception() is not None:
             log.error("serving a connection failed", exc_info=task.exception())
 
     async def _finish_in_flight(self) -> None:
         """Close connections idle between requests; give the others the upstream timeout."""
-        self._stopping = True
         for task in self._between_requests:
             task.cancel()
         if not self._connections:
