@@ -8,7 +8,7 @@ or memory without limit:
    while all those slots are taken the accept loop stops calling accept() and
    the backlog holds the rest, so no connection is dropped for want of a task;
 3. at most `concurrency` requests are forwarded at once, one per pooled
-   keep-alive connection to the service; the others wait in arrival order.
+   keep-alive connection to the service; aiohttp queues the others in order.
 
 A connection reads its whole request before it queues for the service, so a
 slow client occupies a connection slot, never a connection to the service. (A
