@@ -5,8 +5,8 @@ or memory without limit:
 
 1. the kernel's accept backlog (BACKLOG) holds connections not yet accepted;
 2. at most `max_connections` connections are served at once, one task each;
-   while all those slots are taken the accept loop stops calling accept() and
-   the backlog holds the rest, so no connection is dropped for want of a task;
+   while all those slots are taken the shim stops calling accept() and the
+   backlog holds the rest, so no connection is dropped for want of a task;
 3. at most `concurrency` requests are forwarded at once, one per pooled
    keep-alive connection to the service; aiohttp queues the others in order.
 
