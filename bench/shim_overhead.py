@@ -21,6 +21,7 @@ gives the median of the rounds.
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import re
 import statistics
@@ -42,6 +43,11 @@ class Measurement:
     latencies: list[float] = field(default_factory=list)
     failures: int = 0
     seconds: float = 0.0
+    shim_cpu_s: float | None = None  # the shim process's CPU time during the phase
+
+    @property
+    def shim_us_per_request(self) -> float:
+        return self.shim_cpu_s / (len(self.latencies) + self.failures) * 1e6
 
     @property
     def throughput(self) -> float:
@@ -76,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds per path")
     parser.add_argument("--keep-open", action="store_true", help="reuse TCP connections")
+    parser.add_argument(
+        "--shim-pid", type=int, help="the shim's process id: report its CPU time per request too"
+    )
     return parser
 
 
@@ -89,7 +98,10 @@ async def _benchmark(args, run: int) -> int:
     results = {http.name: [], tcp.name: []}
     for round_number in range(1, args.rounds + 1):
         for path in (http, tcp) if round_number % 2 else (tcp, http):
+            shim_cpu = _cpu_seconds(args.shim_pid) if path is tcp and args.shim_pid else None
             measurement = await _measure(path, run, args.clients, args.seconds)
+            if shim_cpu is not None:
+                measurement.shim_cpu_s = _cpu_seconds(args.shim_pid) - shim_cpu
             results[path.name].append(measurement)
             _print_row(f"round {round_number}", path.name, measurement)
     _print_summary(results)
@@ -218,11 +230,24 @@ def _symbol(run: int, number: int) -> str:
     return f"S{run}N{number}"
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid`, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat_file:
+        stat = stat_file.read()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _print_row(label: str, path: str, measurement: Measurement) -> None:
+    shim = (
+        f"   shim {measurement.shim_us_per_request:5.0f} us/request"
+        if measurement.shim_cpu_s is not None
+        else ""
+    )
     print(
         f"{label:<8} {path:<5} {measurement.throughput:8.1f} req/s"
         f"   p50 {measurement.percentile(50):7.2f} ms   p99 {measurement.percentile(99):7.2f} ms"
-        f"   failures {measurement.failures}",
+        f"   failures {measurement.failures}{shim}",
         flush=True,
     )
 
@@ -237,6 +262,9 @@ def _print_summary(results: dict[str, list[Measurement]]) -> None:
         print(f"  {path:<5} {throughputs[path]:8.1f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     ratio = throughputs["tcp"] / throughputs["http"]
     print(f"  through the shim: {ratio:.1%} of the direct throughput (cost {1 - ratio:.1%})")
+    if all(m.shim_cpu_s is not None for m in results["tcp"]):
+        shim = statistics.median(m.shim_us_per_request for m in results["tcp"])
+        print(f"  the shim's own CPU: {shim:.0f} us per request")
 
 
 if __name__ == "__main__":

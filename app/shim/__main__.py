@@ -12,6 +12,8 @@ import signal
 import sys
 from dataclasses import fields
 
+import uvloop
+
 from app.shim.config import SETTINGS, ShimConfig
 from app.shim.server import Shim
 
@@ -26,7 +28,9 @@ def main(argv: list[str] | None = None, environ=os.environ) -> int:
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     _raise_file_descriptor_limit(config.max_connections + config.concurrency)
     try:
-        asyncio.run(_serve_until_signalled(config))
+        # uvloop runs the event loop and the socket transports in C: fewer
+        # interpreted steps per connection than asyncio's own loop.
+        uvloop.run(_serve_until_signalled(config))
     except OSError as error:
         log.error("cannot serve on %s:%d: %s", config.host, config.port, error)
         return 1

@@ -1,86 +1,70 @@
 """SPEC §5.2 framing: a line holding the body's length in decimal, a newline, then the body."""
 
-import asyncio
-
 from app.protocol import DocumentTooLarge
 
 MAX_LENGTH_LINE = 20  # characters before the newline, a trailing "\r" included
-READ_CHUNK = 64 * 1024
 
 
 class FramingError(Exception):
     """A request that cannot be read: the message is the error reply, then the connection closes."""
 
 
-class RequestReader:
+class RequestFramer:
     """Splits one connection's bytes into request bodies, however they are fragmented.
 
-    Keeps its own buffer, so bytes past the end of one request (a client that
-    pipelines on a kept-open connection) wait for the next call. The idle
-    timeout restarts whenever bytes arrive: it measures progress, not total time.
+    It does no I/O: the connection feeds it bytes as they arrive and takes the
+    bodies it completes, so framing costs no await of its own. Bytes past the
+    end of one request (a client that pipelines on a kept-open connection) wait
+    for the next.
     """
 
-    def __init__(self, reader: asyncio.StreamReader, max_body_bytes: int, idle_timeout: float):
-        self._reader = reader
+    def __init__(self, max_body_bytes: int):
         self._max_body_bytes = max_body_bytes
-        self._idle_timeout = idle_timeout
         self._buffer = bytearray()
-        self._requests_read = 0
-        self._length: int | None = None
-        self._deadline: asyncio.Timeout | None = None
+        self._length: int | None = None  # of the body being read, once its length line is in
 
-    async def next_request(self) -> bytes | None:
-        """The next body; None when the client is done: closed, or silent between requests."""
-        self._length = None
-        try:
-            async with asyncio.timeout(self._idle_timeout) as self._deadline:
-                self._length = await self._read_length()
-                if self._length is None:
-                    return None
-                body = await self._read_body(self._length)
-        except TimeoutError:
-            if self._inside_request():
-                raise FramingError(
-                    f"request stalled: no bytes for {self._idle_timeout:g} s"
-                ) from None
-            return None
-        self._requests_read += 1
-        return body
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
 
-    def _inside_request(self) -> bool:
-        """A fresh connection owes a request; silence between kept-open requests is no stall."""
-        return self._requests_read == 0 or bool(self._buffer) or self._length is not None
+    def next_body(self) -> bytes | None:
+        """The next complete body, or None until more bytes arrive.
 
-    async def _read_length(self) -> int | None:
-        while (newline := self._buffer.find(b"\n", 0, MAX_LENGTH_LINE + 1)) < 0:
-            if len(self._buffer) > MAX_LENGTH_LINE:
-                raise FramingError(f"length line longer than {MAX_LENGTH_LINE} characters")
-            if not await self._fill():
-                if self._buffer:
-                    raise FramingError("connection closed inside the length line")
+        Raises FramingError as soon as the bytes cannot start a valid request:
+        the 21st character of a length line without a newline fails at once.
+        """
+        if self._length is None:
+            newline = self._buffer.find(b"\n", 0, MAX_LENGTH_LINE + 1)
+            if newline < 0:
+                if len(self._buffer) > MAX_LENGTH_LINE:
+                    raise FramingError(f"length line longer than {MAX_LENGTH_LINE} characters")
                 return None
-        line = bytes(self._buffer[:newline])
-        del self._buffer[: newline + 1]
-        return parse_length(line, self._max_body_bytes)
-
-    async def _read_body(self, length: int) -> bytes:
-        while len(self._buffer) < length:
-            if not await self._fill():
-                raise FramingError(
-                    f"connection closed after {len(self._buffer)} of the {length} bytes announced"
-                )
-        body = bytes(self._buffer[:length])
-        del self._buffer[:length]
+            self._length = parse_length(bytes(self._buffer[:newline]), self._max_body_bytes)
+            del self._buffer[: newline + 1]
+        if len(self._buffer) < self._length:
+            return None
+        with memoryview(self._buffer) as buffered:
+            body = buffered[: self._length].tobytes()
+        del self._buffer[: self._length]
+        self._length = None
         return body
 
-    async def _fill(self) -> bool:
-        """Wait for more bytes; False at end of input."""
-        chunk = await self._reader.read(READ_CHUNK)
-        if not chunk:
-            return False
-        self._buffer += chunk
-        self._deadline.reschedule(asyncio.get_running_loop().time() + self._idle_timeout)
-        return True
+    @property
+    def inside_request(self) -> bool:
+        """Part of a request is buffered: some of a length line, or a body still incomplete."""
+        return bool(self._buffer) or self._length is not None
+
+    @property
+    def read_ahead(self) -> int:
+        """Bytes buffered past the body being read: what a client sent ahead of its turn."""
+        return len(self._buffer) - (self._length or 0)
+
+    def truncated(self) -> FramingError:
+        """What to tell a client whose input ended inside a request."""
+        if self._length is None:
+            return FramingError("connection closed inside the length line")
+        return FramingError(
+            f"connection closed after {len(self._buffer)} of the {self._length} bytes announced"
+        )
 
 
 def parse_length(line: bytes, max_body_bytes: int) -> int:

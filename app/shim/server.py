@@ -5,8 +5,8 @@ or memory without limit:
 
 1. the kernel's accept backlog (BACKLOG) holds connections not yet accepted;
 2. at most `max_connections` connections are served at once, one task each;
-   while all those slots are taken the accept loop stops calling accept() and
-   the backlog holds the rest, so no connection is dropped for want of a task;
+   while all those slots are taken the shim stops calling accept() and the
+   backlog holds the rest, so no connection is dropped for want of a task;
 3. at most `concurrency` requests are forwarded at once, one per pooled
    keep-alive connection to the service; aiohttp queues the others in order.
 
@@ -17,20 +17,19 @@ clients hold every worker while fast ones wait.)
 """
 
 import asyncio
-import contextlib
 import logging
 import socket
 
 from app.protocol import render_error
 from app.shim.config import ShimConfig
-from app.shim.framing import READ_CHUNK, FramingError, RequestReader, frame_reply
+from app.shim.connection import ClientConnection
+from app.shim.framing import FramingError, frame_reply
 from app.shim.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 4096
 ACCEPT_RETRY_SECONDS = 0.1
-LINGER_SECONDS = 2.0
 
 
 class Shim:
@@ -38,7 +37,8 @@ class Shim:
 
     def __init__(self, config: ShimConfig):
         self._config = config
-        self._slots = asyncio.Semaphore(config.max_connections)
+        self._listener: socket.socket | None = None
+        self._watching = False  # the event loop calls accept when the listener is readable
         self._connections: set[asyncio.Task] = set()
         self._between_requests: set[asyncio.Task] = set()
         self._stopping = False
@@ -61,39 +61,55 @@ class Shim:
         log.info("stopped")
 
     async def _accept_until(self, stop: asyncio.Event, listener: socket.socket) -> None:
-        """Run the accept loop until `stop` is set; an error of the loop itself propagates."""
-        accepting = asyncio.create_task(self._accept(listener))
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({accepting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        accepting.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await accepting
+        """Accept connections until `stop` is set."""
+        self._listener = listener
+        self._watch_listener()
+        try:
+            await stop.wait()
+        finally:
+            self._stopping = True
+            self._unwatch_listener()
 
-    async def _accept(self, listener: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._slots.acquire()
+    def _watch_listener(self) -> None:
+        """Accept whenever the backlog holds a connection; idempotent, and a no-op once stopping."""
+        if not self._watching and not self._stopping:
+            asyncio.get_running_loop().add_reader(self._listener, self._accept_waiting)
+            self._watching = True
+
+    def _unwatch_listener(self) -> None:
+        if self._watching:
+            asyncio.get_running_loop().remove_reader(self._listener)
+            self._watching = False
+
+    def _accept_waiting(self) -> None:
+        """Accept what the backlog holds while slots are free; stop watching when none are.
+
+        Called by the event loop when the listener is readable: one registration
+        for the listener's lifetime instead of one per accept, and no task wakeup.
+        """
+        while len(self._connections) < self._config.max_connections:
             try:
-                client, peer = await loop.sock_accept(listener)
+                client, peer = self._listener.accept()
+            except BlockingIOError:
+                return
             except OSError as error:  # out of file descriptors, and the like: wait, retry
-                self._slots.release()
                 log.warning("accept failed: %s", error)
-                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
-                continue
-            task = asyncio.create_task(self._serve_connection(client, _describe(peer)))
+                self._unwatch_listener()
+                asyncio.get_running_loop().call_later(ACCEPT_RETRY_SECONDS, self._watch_listener)
+                return
+            task = asyncio.create_task(self._serve_connection(client, peer))
             self._connections.add(task)
             task.add_done_callback(self._connection_closed)
+        self._unwatch_listener()
 
     def _connection_closed(self, task: asyncio.Task) -> None:
         self._connections.discard(task)
-        self._slots.release()
+        self._watch_listener()
         if not task.cancelled() and task.exception() is not None:
             log.error("serving a connection failed", exc_info=task.exception())
 
     async def _finish_in_flight(self) -> None:
         """Close connections idle between requests; give the others the upstream timeout."""
-        self._stopping = True
         for task in self._between_requests:
             task.cancel()
         if not self._connections:
@@ -104,82 +120,65 @@ class Shim:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _serve_connection(self, client: socket.socket, peer: str) -> None:
-        reader, writer = await asyncio.open_connection(sock=client)
-        requests = RequestReader(reader, self._config.max_body_bytes, self._config.idle_timeout)
+    async def _serve_connection(self, client_socket: socket.socket, peer) -> None:
+        config = self._config
+        _, client = await asyncio.get_running_loop().connect_accepted_socket(
+            lambda: ClientConnection(peer, config.max_body_bytes, config.idle_timeout),
+            client_socket,
+        )
         try:
-            await self._answer(requests, writer, peer)
+            await self._answer(client)
         except FramingError as error:
-            log.warning("%s: %s", peer, error)
-            await self._send(writer, render_error(str(error)), peer)
+            log.warning("%s: %s", client, error)
+            await self._send(client, render_error(str(error)))
+        except ConnectionError as error:
+            log.warning("%s: %s", client, error)
         finally:
-            await _close(reader, writer)
+            await client.close()
 
-    async def _answer(
-        self, requests: RequestReader, writer: asyncio.StreamWriter, peer: str
-    ) -> None:
+    async def _answer(self, client: ClientConnection) -> None:
         """One request, or in keep-open mode requests until the client is done or we stop."""
-        body = await requests.next_request()
+        body = await client.next_request()
         while body is not None:
-            reply = await self._forward(body, peer)
-            if not await self._send(writer, reply, peer):
+            reply = await self._forward(body, client)
+            if not await self._send(client, reply):
                 return
             if not self._config.keep_open or self._stopping:
                 return
-            body = await self._wait_between_requests(requests)
+            body = await self._wait_between_requests(client)
 
-    async def _wait_between_requests(self, requests: RequestReader) -> bytes | None:
+    async def _wait_between_requests(self, client: ClientConnection) -> bytes | None:
         """A wait that shutdown may cancel: no request is in flight during it."""
         task = asyncio.current_task()
         self._between_requests.add(task)
         try:
-            return await requests.next_request()
+            return await client.next_request()
         finally:
             self._between_requests.discard(task)
 
-    async def _forward(self, body: bytes, peer: str) -> bytes:
+    async def _forward(self, body: bytes, client: ClientConnection) -> bytes:
+        if not log.isEnabledFor(logging.DEBUG):
+            return await self._upstream.forward(body)
         loop = asyncio.get_running_loop()
         started = loop.time()
         reply = await self._upstream.forward(body)
         log.debug(
             "%s: %d-byte request, %d-byte reply in %.1f ms",
-            peer,
+            client,
             len(body),
             len(reply),
             (loop.time() - started) * 1000,
         )
         return reply
 
-    async def _send(self, writer: asyncio.StreamWriter, reply: bytes, peer: str) -> bool:
+    async def _send(self, client: ClientConnection, reply: bytes) -> bool:
         """Write one reply; False when the client has gone or takes longer than the idle timeout."""
-        writer.write(frame_reply(reply, self._config.reply_length))
         try:
-            async with asyncio.timeout(self._config.idle_timeout):
-                await writer.drain()
+            await client.send(frame_reply(reply, self._config.reply_length))
         except (ConnectionError, TimeoutError) as error:
-            log.warning("%s: reply not delivered: %s", peer, str(error) or type(error).__name__)
+            log.warning("%s: reply not delivered: %s", client, error)
             return False
         return True
-
-
-async def _close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Send FIN, discard input until the client closes too, then close; at most LINGER_SECONDS.
-
-    Closing a socket with unread input makes the kernel send RST, which can
-    destroy a reply the client has not read yet: think of a client that sends a
-    newline its length did not count, or an error reply to a body still coming.
-    """
-    try:
-        writer.write_eof()
-        async with asyncio.timeout(LINGER_SECONDS):
-            while await reader.read(READ_CHUNK):
-                pass
-            writer.close()
-            await writer.wait_closed()
-    except (OSError, TimeoutError):
-        pass
-    finally:
-        writer.transport.abort()  # a no-op once closed; else drops what the client would not take
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -188,7 +187,3 @@ def listen(host: str, port: int) -> socket.socket:
     listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
     listener.setblocking(False)
     return listener
-
-
-def _describe(peer) -> str:
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
