@@ -16,13 +16,21 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    true,
     union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
 
-from app.storage.schema import NUMBER, accounts, executions, mints, orders, positions, symbols
+from app.storage.schema import (
+    NUMBER,
+    accounts,
+    executions,
+    mints,
+    order_ids,
+    orders,
+    positions,
+    symbols,
+)
 from app.storage.session import Statement
 
 BOOK_PAGE = 16  # resting orders an incoming order reads at first (see place_order)
@@ -111,6 +119,8 @@ def _book_and_accounts(is_buy: bool) -> Statement:
     only those still needed are kept: the orders ahead of them hold fewer than
     `:shares`, so no account is locked that the order does not trade with.
     `held` is the incoming account's position on the symbol, for a seller's check.
+    `new_order_id` is the incoming order's id, drawn under the symbol's lock so
+    ids grow in arrival order (an order then refused leaves a gap).
     """
     price = orders.c.limit_price
     best_first = (price, orders.c.id) if is_buy else (price.desc(), orders.c.id)
@@ -169,6 +179,7 @@ def _book_and_accounts(is_buy: bool) -> Statement:
             page.c.limit_price,
             page.c.open_shares,
             held.label("held"),
+            select(order_ids.next_value()).scalar_subquery().label("new_order_id"),
         )
         .select_from(locked.outerjoin(page, page.c.account_id == locked.c.id))
         .order_by(*page_best_first),
@@ -176,7 +187,7 @@ def _book_and_accounts(is_buy: bool) -> Statement:
 
 
 def _record_order(is_buy: bool) -> Statement:
-    """Every write of an order placed, in one statement; returns the new order's id.
+    """Every write of an order placed, in one statement that returns nothing.
 
     The order row; the fills of the resting orders it took; one execution per
     fill, in fill order; every account's cash change (the buyer's reservation
@@ -184,19 +195,16 @@ def _record_order(is_buy: bool) -> Statement:
     `:debit` of the incoming account's own position (a seller's reservation,
     net of what it bought from itself).
     """
-    placed = (
-        insert(orders)
-        .values(
-            account_id=bindparam("account_id"),
-            symbol=bindparam("symbol"),
-            side=_side(is_buy),
-            shares=bindparam("shares"),
-            limit_price=bindparam("limit"),
-            open_shares=bindparam("open_shares"),
-            executed_shares=bindparam("executed_shares"),
-        )
-        .returning(orders.c.id)
-        .cte("placed")
+    order_id = bindparam("order_id", type_=BigInteger)
+    placed = insert(orders).values(
+        id=order_id,
+        account_id=bindparam("account_id"),
+        symbol=bindparam("symbol"),
+        side=_side(is_buy),
+        shares=bindparam("shares"),
+        limit_price=bindparam("limit"),
+        open_shares=bindparam("open_shares"),
+        executed_shares=bindparam("executed_shares"),
     )
     fill = _rows("fill", "n", order_id=BigInteger, shares=NUMBER, price=NUMBER)
     filled = (
@@ -208,13 +216,13 @@ def _record_order(is_buy: bool) -> Statement:
         )
         .cte("filled")
     )
-    buy, sell = (placed.c.id, fill.c.order_id) if is_buy else (fill.c.order_id, placed.c.id)
+    buy, sell = (order_id, fill.c.order_id) if is_buy else (fill.c.order_id, order_id)
     executed = (
         insert(executions)
         .from_select(
             ["symbol", "buy_order_id", "sell_order_id", "shares", "price"],
             select(bindparam("symbol", type_=Text), buy, sell, fill.c.shares, fill.c.price)
-            .select_from(placed.join(fill, true()))
+            .select_from(fill)
             .order_by(fill.c.n),
         )
         .cte("executed")
@@ -249,8 +257,7 @@ def _record_order(is_buy: bool) -> Statement:
         .cte("debited")
     )
     return Statement(
-        f"record_order_{_side(is_buy)}",
-        select(placed.c.id).add_cte(filled, executed, paid, delivered, debited),
+        f"record_order_{_side(is_buy)}", placed.add_cte(filled, executed, paid, delivered, debited)
     )
 
 

@@ -28,12 +28,12 @@ retry is counted and logged.
 rows take `KEY SHARE` locks, which it does not block.
 
 Round trips, the cost that matters while a symbol's lock is held (BEGIN rides
-with the first statement, see app/storage/session.py): an order is 4 when the
+with the first statement, see app/storage/session.py): an order is 3 when the
 first page of the book holds every order it takes (lock the symbol; read the
-page and lock the accounts; write everything; COMMIT), a cancel 3, a query 1.
-READ COMMITTED takes a snapshot per statement, so the book is read by a
-statement that starts after the symbol's lock is granted, never by the one
-that waits for it.
+page, lock the accounts and draw the order's id; write everything, with COMMIT
+in the same message), a cancel 3, a query 1. READ COMMITTED takes a snapshot
+per statement, so the book is read by a statement that starts after the
+symbol's lock is granted, never by the one that waits for it.
 """
 
 import contextlib
@@ -114,12 +114,16 @@ def _reason(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _lost_connection_retried():
-    """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`)."""
+def _lost_connection_retried(transaction: Transaction | None = None):
+    """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`).
+
+    Once the transaction's COMMIT has gone out, a lost connection is not:
+    the commit may have landed.
+    """
     try:
         yield
     except DBAPIError as error:
-        if error.connection_invalidated:
+        if error.connection_invalidated and not (transaction and transaction.commit_sent):
             raise _LostBeforeCommit(error) from error
         raise
 
@@ -138,12 +142,12 @@ def _transaction(method):
             with self._engine.connect() as connection, localcontext(EXACT):
                 transaction = Transaction(connection)
                 try:
-                    with _lost_connection_retried():
+                    with _lost_connection_retried(transaction):
                         outcome = method(self, transaction, *args)
                 except BaseException:
                     _roll_back_or_discard(transaction, connection)
                     raise
-                transaction.commit()
+                transaction.commit()  # unless the method's last statement carried it
                 return outcome
 
         return self._run(name, attempt)
@@ -309,8 +313,10 @@ class Exchange:
         settlement = settle(command, trades)
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
         debited = -min(settlement.shares.get(command.account_id, Decimal(0)), Decimal(0))
-        (placed,) = transaction.execute(
+        order_id = rows[0].new_order_id
+        transaction.execute_and_commit(
             sql.RECORD_ORDER[is_buy],
+            order_id=order_id,
             account_id=command.account_id,
             symbol=command.symbol,
             shares=wanted,
@@ -326,7 +332,7 @@ class Exchange:
             delivery_shares=list(delivered.values()),
             debit=debited,
         )
-        return Opened(placed.id, len(trades), executed)
+        return Opened(order_id, len(trades), executed)
 
     def query_order(self, command: QueryOrder) -> OrderView:
         rows = self._read(

@@ -3,12 +3,15 @@
 import logging
 from decimal import Decimal
 
+import psycopg2
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import DBAPIError
 
-from app.exchange.commands import CreateAccount
+from app.exchange.commands import CreateAccount, PlaceOrder
 from app.exchange.transactions import Exchange
 from app.storage.engine import exchange_engine
+from tests.exchange.market import Market
 
 
 @pytest.fixture
@@ -54,3 +57,34 @@ def test_quick_transaction_is_not_logged(engine, exchange_engine, caplog):
     with caplog.at_level(logging.WARNING, logger="app.exchange.transactions"):
         exchange.create_account(CreateAccount("1", Decimal(5)))
     assert "slow transaction" not in caplog.text
+
+
+def test_a_connection_lost_once_commit_is_sent_is_not_run_again(single_connection, engine):
+    """The commit may have landed: running the order again could place it twice."""
+    market = Market(Exchange(single_connection), engine)
+    market.account("1", 1000)
+    exchange = market.exchange
+
+    class DroppedWithTheCommit(psycopg2.extensions.cursor):
+        def execute(self, query, parameters=None):
+            if query.endswith("; COMMIT"):
+                with engine.connect() as other:
+                    pid = self.connection.get_backend_pid()
+                    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            return super().execute(query, parameters)
+
+    def inject(dbapi_connection, connection_record, proxy):
+        dbapi_connection.cursor_factory = DroppedWithTheCommit
+
+    market.grant("1", "X", 10)
+    event.listen(single_connection, "checkout", inject)
+    try:
+        with pytest.raises(DBAPIError) as lost:
+            exchange.place_order(PlaceOrder("1", "X", Decimal(1), Decimal(5)))
+    finally:
+        event.remove(single_connection, "checkout", inject)
+    assert lost.value.connection_invalidated
+    assert exchange.retries == 0
+    assert market.balance("1") == 1000  # this time the server died before committing
+    market.buy("1", "X", 1, 5)  # and the next transaction gets a new connection
+    assert market.balance("1") == 995
