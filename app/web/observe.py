@@ -42,6 +42,10 @@ class RequestObserver:
         metrics.record_request(kind, outcome, seconds, results)
         self._counters.export()
 
+        slow = seconds * 1000 >= self._slow_ms
+        level = _level(status, slow)
+        if not log.isEnabledFor(level):  # a line not written is not worth formatting
+            return
         fields = {
             "kind": kind,
             "account": req.context.get("account") or "-",
@@ -51,12 +55,11 @@ class RequestObserver:
             "outcome": outcome,
             "ms": f"{seconds * 1000:.1f}",
         }
-        slow = seconds * 1000 >= self._slow_ms
         if slow:
             fields["slow"] = "true"
         if "error" in req.context:
             fields["error"] = req.context.error
-        log.log(_level(status, slow), "request %s", logfmt(fields))
+        log.log(level, "request %s", logfmt(fields))
 
 
 def _level(status: int, slow: bool) -> int:
