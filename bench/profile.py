@@ -5,8 +5,10 @@
 
 Starts the service as `make bench` does, drives the base workload with
 locust, and meanwhile samples every gunicorn worker with py-spy twice: once
-on-CPU only (what the workers compute), once with idle threads included
-(wall time: also the waits on PostgreSQL). Each sample is put in the category
+only the thread holding the GIL (what the workers compute in Python: py-spy's
+own on-CPU test counts a thread waiting in libpq for PostgreSQL as running),
+once with idle threads included (wall time: also the waits on PostgreSQL).
+Each sample is put in the category
 of the innermost frame that says what the thread is doing; generic frames
 (threading, queue, sockets) are looked through, so a thread blocked on a lock
 counts for whoever waits. It also measures the CPU time per request of the
@@ -52,7 +54,7 @@ CATEGORIES = [
     ("SQL: ROLLBACK", r"Transaction\.rollback"),
     ("SQL: statement round trip (client + PostgreSQL)", r"_send \(|cursor\.execute"),
     ("SQLAlchemy: connection pool", r"sqlalchemy/pool"),
-    ("SQLAlchemy: compile, bind, results", r"sqlalchemy/"),
+    ("SQLAlchemy: engine and connection objects", r"sqlalchemy/"),
     ("XML: parse and validate", r"app/protocol/(parser|numbers)|lxml"),
     ("XML: render", r"app/protocol/render"),
     ("exchange logic (Python)", r"app/exchange/"),
@@ -90,9 +92,9 @@ def main() -> int:
         workers = process_tree(service.service_pids()[0])[1:]  # the master's children
         pids = service.service_pids() + service.database_pids()
         before, database_before = usage(pids), usage(service.database_pids())
-        profiles = {"cpu": _record(workers, seconds, directory / "cpu", idle=False)}
+        profiles = {"cpu": _record(workers, seconds, directory / "gil", mode="--gil")}
         with BackendSampler(cluster.url()) as backends:
-            profiles["wall"] = _record(workers, seconds, directory / "wall", idle=True)
+            profiles["wall"] = _record(workers, seconds, directory / "wall", mode="--idle")
         after, database_after = usage(pids), usage(service.database_pids())
         locust.wait()
         trips = round_trips(cluster.url(), point.shape)
@@ -160,7 +162,8 @@ class BackendSampler:
 
 def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
     """Round trips per kind of request, counted in-process at the driver on the
-    same code path as the service's (parse, answer, render)."""
+    same code path as the service's (parse, answer, render); apart, the lookup
+    of an acting account the first time a process sees it."""
     engine = exchange_engine(url, pool_size=1)
     exchange = Exchange(engine)
     trader = Trader(shape, number=0, clients=1, seed=99)
@@ -171,22 +174,24 @@ def round_trips(url: str, shape: Shape, requests: int = 600) -> str:
             with recording(engine) as statements:
                 reply = render_results(answer(exchange, parse_request(body)))
             trader.record(account, reply)
-            sent[kind].append(len(statements))
+            lookups = sum("account_exists" in statement for statement in statements)
+            sent[kind].append((len(statements) - lookups, lookups))
     finally:
         engine.dispose()
-    lines = ["per request (in-process count)               round trips (BEGIN rides along)"]
+    lines = ["per request (in-process count)     round trips   + first lookup of the account"]
     for kind, counts in sorted(sent.items()):
-        lines.append(f"  {kind:<42} {sum(counts) / len(counts):9.2f}")
+        trips, lookups = (sum(column) / len(counts) for column in zip(*counts, strict=True))
+        lines.append(f"  {kind:<32} {trips:11.2f} {lookups:11.2f}")
     return "\n".join(lines)
 
 
-def _record(workers: list[int], seconds: float, prefix: Path, idle: bool) -> collections.Counter:
+def _record(workers: list[int], seconds: float, prefix: Path, mode: str) -> collections.Counter:
     """Sample every worker at once for `seconds`; the samples per category."""
     samplers = []
     for worker in workers:
         command = [str(PY_SPY), "record", "--pid", str(worker), "--duration", f"{seconds:g}",
                    "--rate", str(SAMPLES_PER_S), "--format", "raw", "--nonblocking",
-                   "--output", f"{prefix}-{worker}.txt"] + (["--idle"] if idle else [])  # fmt: skip
+                   "--output", f"{prefix}-{worker}.txt", mode]  # fmt: skip
         samplers.append(
             subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         )
@@ -218,7 +223,7 @@ def summary(
     profiles: dict[str, collections.Counter], requests: float, server_cpu_s: float,
     database_cpu_s: float,
 ) -> str:  # fmt: skip
-    lines = ["category                                          CPU %   wall % (busy threads)"]
+    lines = ["category                                       GIL held %   wall % (busy threads)"]
     cpu = profiles["cpu"]
     wall = {k: v for k, v in profiles["wall"].items() if not k.startswith("idle")}
     categories = sorted(set(cpu) | set(wall), key=lambda name: -wall.get(name, 0))
