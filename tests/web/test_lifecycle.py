@@ -54,6 +54,17 @@ def test_start_without_a_database_exits_with_one_clear_line(tmp_path):
     assert "Traceback" not in log
 
 
+def test_start_on_an_address_in_use_exits_with_one_clear_line(server, tmp_path):
+    """The workers share their port with SO_REUSEPORT; a second server must not join in."""
+    port = urlsplit(server).port
+    gunicorn = start_gunicorn("postgresql://unused", tmp_path / "gunicorn.log", port=port)
+    assert gunicorn.process.wait(60) == 1
+    log = gunicorn.log_text()
+    assert f"cannot start: 127.0.0.1:{port} is in use: Address already in use" in log
+    assert "Traceback" not in log
+    assert requests.get(f"{server}/livez", timeout=5).status_code == 200
+
+
 class Trader(threading.Thread):
     """Places orders one connection each until the server stops answering."""
 
