@@ -24,20 +24,28 @@ bind = os.environ.get("EXCHANGE_BIND", "127.0.0.1:8000")
 backlog = 2048
 reuse_port = True
 
-# -- workers: a process per core, threads to overlap database round trips.
-# More processes than cores measured slower (docs/scalability.md): they hold
-# row locks while descheduled. gthread keeps client connections alive (the
-# sync worker closes every one).
+# -- workers: a process per core; in each, a greenlet per connection, and
+# `threads` requests run at once, in arrival order, once they have arrived
+# whole (app/web/worker.py: slow clients cost a greenlet, not a slot).
+# More processes than cores measured no faster (docs/scalability.md).
 workers = int(os.environ.get("EXCHANGE_WORKERS", multiprocessing.cpu_count()))
-worker_class = os.environ.get("EXCHANGE_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("EXCHANGE_THREADS", 4))
-keepalive = 75
+worker_class = os.environ.get("EXCHANGE_WORKER_CLASS", "app.web.worker.ExchangeWorker")
+threads = int(os.environ.get("EXCHANGE_CONCURRENCY", 4))
+keepalive = int(os.environ.get("EXCHANGE_IDLE_TIMEOUT", 75))
+# Room past EXCHANGE_MAX_CONNECTIONS to accept, answer 503 and close; beyond
+# it, connections wait in the kernel's backlog.
+worker_connections = int(os.environ.get("EXCHANGE_MAX_CONNECTIONS", 1000)) + 64
 timeout = 30
 graceful_timeout = 30
 # No preloading: each worker imports wsgi.py after the fork, so each builds its
-# own engine and connection pool, sized to its threads.
+# own engine and connection pool, one connection per request slot.
 preload_app = False
 os.environ.setdefault("EXCHANGE_DB_POOL_SIZE", str(threads))
+
+# -- a request's line and headers: gunicorn's limits, refused with 4xx beyond.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 
 # Several servers may run side by side (tests, benchmarks); none needs the
 # control socket, which would otherwise be shared in the home directory.

@@ -14,6 +14,9 @@ class Config:
     max_attempts: int = 5
     slow_ms: float = 1000.0
     db_wait_seconds: float = 30.0
+    request_timeout: float = 10.0
+    max_connections: int = 1000
+    max_connections_per_client: int = 500
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -24,4 +27,9 @@ class Config:
             max_attempts=int(environ.get("EXCHANGE_DB_ATTEMPTS", cls.max_attempts)),
             slow_ms=float(environ.get("EXCHANGE_SLOW_MS", cls.slow_ms)),
             db_wait_seconds=float(environ.get("EXCHANGE_DB_WAIT_SECONDS", cls.db_wait_seconds)),
+            request_timeout=float(environ.get("EXCHANGE_REQUEST_TIMEOUT", cls.request_timeout)),
+            max_connections=int(environ.get("EXCHANGE_MAX_CONNECTIONS", cls.max_connections)),
+            max_connections_per_client=int(
+                environ.get("EXCHANGE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client)
+            ),
         )

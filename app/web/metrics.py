@@ -61,6 +61,27 @@ POOL_SIZE = Gauge(
     multiprocess_mode="livesum",
 )
 
+OPEN_CONNECTIONS = Gauge(
+    "exchange_http_connections",
+    "HTTP client connections open, over all live workers.",
+    multiprocess_mode="livesum",
+)
+ARRIVING_REQUESTS = Gauge(
+    "exchange_http_requests_arriving",
+    "HTTP requests begun but not yet in whole: in transit, or slow clients.",
+    multiprocess_mode="livesum",
+)
+REFUSED_CONNECTIONS = Counter(
+    "exchange_http_refused_connections",
+    "HTTP connections refused with 503: too_many_connections, too_many_from_client.",
+    ["reason"],
+)
+TIMEOUTS = Counter(
+    "exchange_http_timeouts",
+    "HTTP clients cut off for not sending a request (408) or not taking a reply in time.",
+    ["stage"],
+)
+
 EXECUTIONS = Counter(
     "exchange_executions",
     "Executions: an incoming order matched with a resting one, at the resting order's limit.",

@@ -66,7 +66,7 @@ def _wait_until_listening(shim: ShimProcess) -> None:
 
 
 class _EchoHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn's gthread workers
+    protocol_version = "HTTP/1.1"  # keep-alive, as the service's gunicorn workers
     disable_nagle_algorithm = True  # headers and body are separate writes
 
     def do_POST(self):

@@ -1,11 +1,15 @@
 """The real server: keep-alive, chunked bodies and the size limit over a socket."""
 
 import http.client
+import socket
 import time
 from urllib.parse import urlsplit
 
+import pytest
 from lxml import etree
+from sqlalchemy import select
 
+from app.storage.schema import accounts
 from tests.conftest import SMALL_BODY_LIMIT
 from tests.web.servers import running_gunicorn
 
@@ -85,3 +89,68 @@ def test_access_lines_are_written_only_when_asked_for(database_url, schema_engin
             assert time.monotonic() < deadline, access_log.read_text()
             time.sleep(0.05)
         assert '"POST / HTTP/1.1"' not in quiet.log_text()
+
+
+def _half_closed_exchange(server: str, request: bytes) -> bytes:
+    """Send `request`, stop sending (half-close), then read the reply to the end."""
+    address = urlsplit(server)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(request)
+        connection.shutdown(socket.SHUT_WR)
+        reply = bytearray()
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return bytes(reply)
+
+
+def _error_reply(reply: bytes) -> tuple[int, str]:
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/xml" in head.lower()
+    root = etree.fromstring(body)
+    assert root.tag == "results" and root[0].tag == "error"
+    return int(head.split()[1]), root[0].text
+
+
+def test_body_shorter_than_its_content_length_gets_400_and_is_not_run(server, engine):
+    reply = _half_closed_exchange(
+        server,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(CREATE) + 100, CREATE),
+    )
+    assert _error_reply(reply) == (
+        400,
+        f"request body incomplete: {len(CREATE)} of its {len(CREATE) + 100} bytes arrived",
+    )
+    assert _accounts(engine) == []
+
+
+def test_chunked_body_without_its_last_chunk_gets_400_and_is_not_run(server, engine):
+    reply = _half_closed_exchange(
+        server,
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+        % (len(CREATE), CREATE),
+    )
+    assert _error_reply(reply) == (400, "request body incomplete: it ended before its last chunk")
+    assert _accounts(engine) == []
+
+
+def _accounts(engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.scalars(select(accounts.c.id)))
+
+
+@pytest.mark.parametrize(
+    "request_head, status",
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nnot a header line\r\n\r\n", 400),
+        (b"POST /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"POST / HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 200 + b"\r\n", 431),
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    ],
+    ids=["bad content-length", "bad header line", "long request line", "too many headers",
+         "bad chunk size"],
+)  # fmt: skip
+def test_malformed_http_gets_the_xml_error_document(server, engine, request_head, status):
+    got, why = _error_reply(_half_closed_exchange(server, request_head))
+    assert got == status and why
+    assert _accounts(engine) == []

@@ -1,0 +1,315 @@
+"""The gunicorn worker: a slow or idle client costs a greenlet, never a request slot.
+
+gunicorn's threaded worker reads each request on one of its few threads, so
+a handful of clients sending their headers a line a second held every
+thread, and the exchange stopped answering anyone. Here every connection has
+a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
+
+- a request is read whole, headers and body, within `request_timeout` of its
+  first byte, before the application runs it in one of the worker's
+  `concurrency` slots, in arrival order; one that does not arrive in time
+  is answered 408 and its connection closed;
+- a body cut short (the client stopped sending before its declared length or
+  its last chunk) is answered 400 and never run;
+- a reply the client does not take within the same time closes it too;
+- a connection silent between requests is closed after gunicorn's
+  `keepalive` seconds, without a word;
+- beyond `max_connections` open at once, or `max_connections_per_client`
+  from one address, a new connection is answered 503 and closed. Both caps
+  are per worker process;
+- a request gunicorn cannot parse gets the XML error document, like every
+  other reply, instead of gunicorn's HTML page.
+
+Each cut-off is counted in the metrics and logged as a warning naming the
+client, at most once per address every WARN_EVERY_S seconds."""
+
+import contextlib
+import errno
+import io
+import logging
+import socket
+import time
+from collections import Counter
+from http import HTTPStatus
+
+import gunicorn.util
+from gevent.lock import BoundedSemaphore
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers.ggevent import GeventWorker
+from psycogreen.gevent import patch_psycopg
+
+from app.config import Config
+from app.protocol import render_error
+
+log = logging.getLogger(__name__)
+
+WARN_EVERY_S = 10.0
+LINGER_S = 1.0
+
+
+class RequestTimeout(Exception):
+    """The request did not arrive whole within its deadline: answered 408."""
+
+
+class IncompleteBody(Exception):
+    """The client stopped sending before its body was whole: answered 400, never run."""
+
+
+class ReplyTimeout(BrokenPipeError):
+    """The client did not take its reply in time: closed like a client that went away."""
+
+
+class ClientSocket:
+    """A client's socket that times each request: idle until its first byte, then a deadline.
+
+    gunicorn's parser and its reply writer see an ordinary socket; a read or
+    a write that would outlast the deadline ends instead. Silence between
+    requests reads as the client closing, which ends the connection quietly.
+    """
+
+    def __init__(self, sock, host: str, worker: "ExchangeWorker"):
+        self._sock = sock
+        self.host = host
+        self._worker = worker
+        self._deadline: float | None = None  # while a request is arriving
+
+    def recv(self, size: int) -> bytes:
+        if self._deadline is not None:
+            try:
+                return self._until(self._deadline, self._sock.recv, size)
+            except TimeoutError:
+                raise RequestTimeout from None
+        worker = self._worker
+        worker.idle.add(self)
+        try:
+            data = self._until(time.monotonic() + worker.cfg.keepalive, self._sock.recv, size)
+        except TimeoutError:
+            return b""
+        finally:
+            worker.idle.discard(self)
+        if data:
+            self._deadline = time.monotonic() + worker.request_timeout
+            worker.metrics.ARRIVING_REQUESTS.inc()
+        return data
+
+    def sendall(self, data: bytes) -> None:
+        try:
+            deadline = time.monotonic() + self._worker.request_timeout
+            self._until(deadline, self._sock.sendall, data)
+        except TimeoutError:
+            self._worker.cut_off(self.host, "reply")
+            raise ReplyTimeout(errno.EPIPE, "reply not taken in time") from None
+
+    def arrived(self) -> None:
+        """The request is in whole (or never will be): its deadline no longer runs."""
+        if self._deadline is not None:
+            self._deadline = None
+            self._worker.metrics.ARRIVING_REQUESTS.dec()
+
+    def end_idle_wait(self) -> None:
+        """Make a wait for the next request end as if the client had closed."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RD)
+
+    def _until(self, deadline: float, operation, argument):
+        seconds = deadline - time.monotonic()
+        if seconds <= 0:
+            raise TimeoutError
+        self._sock.settimeout(seconds)
+        try:
+            return operation(argument)
+        finally:
+            self._sock.settimeout(None)
+
+    @property
+    def raw(self) -> socket.socket:
+        return self._sock
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class ExchangeWorker(GeventWorker):
+    def patch(self) -> None:
+        super().patch()
+        patch_psycopg()
+
+    def init_process(self) -> None:
+        config = Config.from_env()
+        self.request_timeout = config.request_timeout
+        self._max_connections = config.max_connections
+        self._max_per_client = config.max_connections_per_client
+        self._max_body_bytes = config.max_body_bytes
+        self._slots = BoundedSemaphore(self.cfg.threads)
+        self._open: Counter[str] = Counter()
+        self.idle: set[ClientSocket] = set()  # waiting for their next request
+        self._warnings = RateLimitedWarnings(WARN_EVERY_S)
+        gunicorn.util.write_error = _write_error
+        super().init_process()
+
+    def load_wsgi(self) -> None:
+        """The application runs in one of the worker's slots, in arrival order.
+
+        The metrics are imported here, after the fork and once the worker
+        handles signals: prometheus_client gives each process files of its own.
+        """
+        from app.web import metrics
+
+        self.metrics = metrics
+        super().load_wsgi()
+        application = self.wsgi
+
+        def in_turn(environ, start_response):
+            with self._slots:
+                return list(application(environ, start_response))
+
+        self.wsgi = in_turn
+
+    def timeout_ctx(self):
+        """Reads are timed by the ClientSocket, from a request's first byte."""
+        return contextlib.nullcontext()
+
+    def handle_exit(self, sig, frame) -> None:
+        """On SIGTERM, connections waiting for a next request close at once, not when idle long."""
+        super().handle_exit(sig, frame)
+        for waiting in list(self.idle):
+            waiting.end_idle_wait()
+
+    def handle(self, listener, client, addr) -> None:
+        host = _host(addr)
+        refusal = self._refusal(host)
+        if refusal is not None:
+            self.metrics.REFUSED_CONNECTIONS.labels(refusal).inc()
+            why = f"connection refused: {refusal.replace('_', ' ')}"
+            self._warnings.warn(host, why)
+            _answer(client, 503, why)
+            client.close()
+            return
+        self._open[host] += 1
+        self.metrics.OPEN_CONNECTIONS.inc()
+        timed = ClientSocket(client, host, self)
+        try:
+            super().handle(listener, timed, addr)
+        finally:
+            timed.arrived()
+            self.metrics.OPEN_CONNECTIONS.dec()
+            self._open[host] -= 1
+            if not self._open[host]:
+                del self._open[host]
+
+    def handle_request(self, listener_name, req, sock, addr) -> bool:
+        """Read the body within the request's deadline; the application then reads memory."""
+        self._read_body(req)
+        sock.arrived()
+        return super().handle_request(listener_name, req, sock, addr)
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        if isinstance(exc, RequestTimeout):
+            self.cut_off(client.host, "request")
+            _answer(client.raw, 408, f"request not complete within {self.request_timeout:g} s")
+        elif isinstance(exc, IncompleteBody):
+            self.metrics.REQUESTS.labels("unparsed", "bad_request").inc()
+            self._warnings.warn(client.host, str(exc))
+            _answer(client.raw, 400, str(exc))
+        else:
+            super().handle_error(req, client, addr, exc)
+
+    def cut_off(self, host: str, stage: str) -> None:
+        """Count and warn about a client too slow to send its request or take its reply."""
+        self.metrics.TIMEOUTS.labels(stage).inc()
+        deadline = f"{self.request_timeout:g} s"
+        self._warnings.warn(host, f"cut off: {stage} not complete within {deadline}")
+
+    def _refusal(self, host: str) -> str | None:
+        if sum(self._open.values()) >= self._max_connections:
+            return "too_many_connections"
+        if self._open[host] >= self._max_per_client:
+            return "too_many_from_client"
+        return None
+
+    def _read_body(self, req) -> None:
+        """The whole body, up to one byte past the limit, which the application then refuses.
+
+        A body known to be too large is not read at all, and its connection
+        closes after the reply. A request with neither a length nor chunks
+        has no body (RFC 9112 section 6.3). A body cut short, the client
+        having stopped sending before its end, is never run.
+        """
+        reader = req.body.reader
+        if isinstance(reader, LengthReader) and reader.length > self._max_body_bytes:
+            req.must_close = True
+            return
+        if not isinstance(reader, LengthReader | ChunkedReader):
+            req.body = io.BytesIO(b"")
+            return
+        declared = reader.length if isinstance(reader, LengthReader) else None
+        try:
+            body = req.body.read(self._max_body_bytes + 1)
+        except NoMoreData:
+            raise IncompleteBody(
+                "request body incomplete: it ended before its last chunk"
+            ) from None
+        if declared is not None and len(body) < declared:
+            raise IncompleteBody(
+                f"request body incomplete: {len(body)} of its {declared} bytes arrived"
+            )
+        if len(body) > self._max_body_bytes:
+            req.must_close = True
+        req.body = io.BytesIO(body)
+
+
+class RateLimitedWarnings:
+    """One warning per client address every `every` seconds, counting the ones held back."""
+
+    def __init__(self, every: float, remembered: int = 10_000):
+        self._every = every
+        self._remembered = remembered
+        self._last: dict[str, float] = {}
+        self._held_back: Counter[str] = Counter()
+
+    def warn(self, host: str, what: str) -> None:
+        now = time.monotonic()
+        if host in self._last and now - self._last[host] < self._every:
+            self._held_back[host] += 1
+            return
+        if len(self._last) >= self._remembered:
+            self._last.clear()
+            self._held_back.clear()
+        self._last[host] = now
+        held_back = self._held_back.pop(host, 0)
+        more = f" ({held_back} more since the last warning)" if held_back else ""
+        log.warning("client %s %s%s", host, what, more)
+
+
+def _host(addr) -> str:
+    return addr[0] if isinstance(addr, tuple) else str(addr or "-")
+
+
+def _write_error(sock, status: int, reason: str, message: str) -> None:
+    """gunicorn's reply to a request it cannot parse (a bad request line, header
+    or chunk; a line or headers too long): the XML error document every other
+    reply of the service uses, where gunicorn would write an HTML page."""
+    _answer(getattr(sock, "raw", sock), status, message or reason)
+
+
+def _answer(sock: socket.socket, status: int, why: str) -> None:
+    """Reply with the XML error document, then linger a moment before the caller closes.
+
+    Closing a socket with unread bytes in it (the rest of a slow request) makes
+    the kernel send a reset, which can destroy the reply before the client reads
+    it; so the reply goes out, the sending side is shut, and what the client
+    still sends is read and dropped for at most LINGER_S.
+    """
+    body = render_error(why)
+    head = (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/xml\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    deadline = time.monotonic() + LINGER_S
+    with contextlib.suppress(OSError):
+        sock.settimeout(LINGER_S)
+        sock.sendall(head.encode("ascii") + body)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536) and (seconds := deadline - time.monotonic()) > 0:
+            sock.settimeout(seconds)
