@@ -231,6 +231,12 @@ class Results:
             if ours(point) == point and self.meta["points"][point]["workers"] == default_workers
         ]
 
+        attacked_rss = [
+            self.spread(point, "service_rss_mb").high
+            for point in ("http-attacked", "tcp-attacked")
+            if point in self.points()
+        ]
+
         def versus_base(point: str) -> float | None:
             return _ratio(self.median(point), self.median(base))
 
@@ -247,6 +253,15 @@ class Results:
             (Target("100k resting / empty book", minimum=0.90), versus_base("100k-resting")),
             (Target("2 cores / 1 core", minimum=1.6), _ratio(self.median(two), self.median(one))),
             (Target("service RSS, default workers, MB", maximum=400), max(rss, default=None)),
+            (Target("HTTP under attack / unattacked", minimum=0.8), versus_base("http-attacked")),
+            (Target("TCP under attack / unattacked", minimum=0.8),
+             _ratio(self.median("tcp-attacked"), self.median("tcp"))),
+            (Target("p99 over HTTP under attack / unattacked", maximum=2.0),
+             _ratio(self.median("http-attacked", "p99_ms"), self.median(base, "p99_ms"))),
+            (Target("p99 over TCP under attack / unattacked", maximum=2.0),
+             _ratio(self.median("tcp-attacked", "p99_ms"), self.median("tcp", "p99_ms"))),
+            (Target("service RSS under attack, MB", maximum=400),
+             max(attacked_rss, default=None)),
         ]  # fmt: skip
 
     def targets_table(self) -> list[list[str]]:

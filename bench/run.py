@@ -37,6 +37,7 @@ locust's CSVs and logs), and bench/results/latest points there;
 `make bench-report` turns them into plots and docs/scalability.md.
 """
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -63,6 +64,11 @@ PGBENCH_CLIENTS = 8
 LOCUST_GRACE_S = 60
 SAMPLE_EVERY_S = 1.0
 IDLE_CPU_WARNING_PCT = 1.0
+ATTACKERS = 500
+ATTACK_SOURCE = "127.0.0.2"  # another address than the load's, as another machine's would be
+ATTACK_RAMP_S = 2.0  # the slow connections open before the load starts
+ATTACK_PACE_S = 1.0
+ATTACK_LONGEST_S = 3600  # it is stopped when the load ends
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ class Point:
     clients: int = 32
     cores: int = 0  # the server side on the first `cores` CPUs; 0: on every CPU
     baseline: bool = False  # measured on the baseline revision's service
+    attackers: int = 0  # slow connections held against the HTTP port meanwhile
 
     @property
     def service_state(self) -> tuple[int, int]:
@@ -146,6 +153,15 @@ def plan(
             base, label="100,000 resting orders on the book", shape=Shape(resting=100_000)
         ),
         "5-children": replace(base, label="5 children per request", shape=Shape(children=5)),
+        "http-attacked": replace(
+            base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
+        ),
+        "tcp-attacked": replace(
+            base,
+            label=f"TCP shim, {ATTACKERS} slow clients attacking",
+            transport="tcp",
+            attackers=ATTACKERS,
+        ),
     }
     sweeps: dict[str, dict[int, str]] = {"clients": {}, "cores": {}, "workers": {}}
     for clients in (8, 16, 32, 64):
@@ -394,28 +410,33 @@ class Bench:
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
         ]
-        before, idle_before = usage(server_pids), usage(idle_pids)
-        busy_before, children_before = machine_busy_s(), _children_cpu_s()
-        started = time.monotonic()
-        with open(f"{prefix}.log", "wb") as log:
-            locust = subprocess.Popen(
-                command,
-                cwd=PROJECT,
-                env=environment,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=self.settings.pin_loadgen,
-            )
-            service_rss = database_rss = 0.0
-            while locust.poll() is None:
-                service_rss = max(service_rss, usage(service.service_pids()).rss_mb)
-                database_rss = max(database_rss, usage(service.database_pids()).rss_mb)
-                if time.monotonic() - started > length + LOCUST_GRACE_S:
-                    locust.kill()
-                time.sleep(SAMPLE_EVERY_S)
-        wall = time.monotonic() - started
-        server_cpu = usage(server_pids).cpu_s - before.cpu_s
-        idle_cpu = usage(idle_pids).cpu_s - idle_before.cpu_s
+        loading_since, children_before = time.monotonic(), _children_cpu_s()
+        with self._attack(point, service, prefix):
+            before, idle_before = usage(server_pids), usage(idle_pids)
+            busy_before = machine_busy_s()
+            started = time.monotonic()
+            with open(f"{prefix}.log", "wb") as log:
+                locust = subprocess.Popen(
+                    command,
+                    cwd=PROJECT,
+                    env=environment,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=self.settings.pin_loadgen,
+                )
+                service_rss = database_rss = 0.0
+                while locust.poll() is None:
+                    service_rss = max(service_rss, usage(service.service_pids()).rss_mb)
+                    database_rss = max(database_rss, usage(service.database_pids()).rss_mb)
+                    if time.monotonic() - started > length + LOCUST_GRACE_S:
+                        locust.kill()
+                    time.sleep(SAMPLE_EVERY_S)
+            wall = time.monotonic() - started
+            server_cpu = usage(server_pids).cpu_s - before.cpu_s
+            idle_cpu = usage(idle_pids).cpu_s - idle_before.cpu_s
+            busy = machine_busy_s() - busy_before
+        # The load generator's CPU: locust's, and the attack's (counted once it has exited).
+        loadgen_cpu = (_children_cpu_s() - children_before) / (time.monotonic() - loading_since)
         stats = aggregated(Path(f"{prefix}_stats.csv"))
         return {
             "point": name,
@@ -430,10 +451,47 @@ class Bench:
             "service_rss_mb": round(service_rss, 1),
             "database_rss_mb": round(database_rss, 1),
             "server_cpu_pct": round(100 * server_cpu / wall, 1),
-            "loadgen_cpu_pct": round(100 * (_children_cpu_s() - children_before) / wall, 1),
-            "machine_busy_pct": round(100 * (machine_busy_s() - busy_before) / wall, 1),
+            "loadgen_cpu_pct": round(100 * loadgen_cpu, 1),
+            "machine_busy_pct": round(100 * busy / wall, 1),
             "idle_service_cpu_pct": round(100 * idle_cpu / wall, 2),
         }
+
+    @contextlib.contextmanager
+    def _attack(self, point: Point, service: Service, prefix: Path):
+        """bench/slow_clients.py against the service while the block runs (the point's
+        `attackers` connections, half dribbling headers, half bodies), given
+        ATTACK_RAMP_S to open them first; its log says what the service did with them."""
+        if not point.attackers:
+            yield
+            return
+        command = [
+            sys.executable,
+            "-m",
+            "bench.slow_clients",
+            service.url,
+            f"--connections={point.attackers}",
+            f"--seconds={ATTACK_LONGEST_S:g}",
+            f"--pace={ATTACK_PACE_S:g}",
+            f"--source={ATTACK_SOURCE}",
+        ]
+        with open(f"{prefix}-attack.log", "wb") as log:
+            attack = subprocess.Popen(
+                command,
+                cwd=PROJECT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=self.settings.pin_loadgen,
+            )
+            try:
+                time.sleep(ATTACK_RAMP_S)
+                yield
+            finally:
+                attack.terminate()  # it stops within a pace and writes its summary
+                try:
+                    attack.wait(timeout=ATTACK_PACE_S + LOCUST_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    attack.kill()
+                    attack.wait()
 
     def _record(self, round_number: int, name: str, row: dict) -> None:
         self.runs.append(row)

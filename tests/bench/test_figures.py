@@ -111,6 +111,24 @@ def test_targets_of_the_issue(tmp_path):
     assert targets["service RSS, default workers, MB"] == ["310.00", "<= 400", "met"]
 
 
+def test_targets_under_attack_compare_with_the_same_run_unattacked(tmp_path):
+    results = _results(
+        tmp_path,
+        [
+            _row("http", 1, 1000, p99_ms=50, service_rss_mb=300),
+            _row("http-attacked", 1, 850, p99_ms=110, service_rss_mb=380),
+            _row("tcp", 1, 900, p99_ms=60),
+            _row("tcp-attacked", 1, 700, p99_ms=90, service_rss_mb=420),
+        ],
+    )
+    targets = _targets(results)
+    assert targets["HTTP under attack / unattacked"] == ["0.85", ">= 0.8", "met"]
+    assert targets["TCP under attack / unattacked"] == ["0.78", ">= 0.8", "MISSED"]
+    assert targets["p99 over HTTP under attack / unattacked"] == ["2.20", "<= 2", "MISSED"]
+    assert targets["p99 over TCP under attack / unattacked"] == ["1.50", "<= 2", "met"]
+    assert targets["service RSS under attack, MB"] == ["420.00", "<= 400", "MISSED"]
+
+
 @pytest.mark.parametrize(
     "target, value, verdict",
     [
