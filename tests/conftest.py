@@ -97,6 +97,13 @@ def market(engine, exchange_engine):
     return Market(Exchange(exchange_engine), engine)
 
 
+@pytest.fixture
+def own_cluster():
+    """PostgreSQL of this test alone, so that stopping it disturbs no other test."""
+    with cluster.temporary_cluster() as throwaway:
+        yield throwaway
+
+
 @pytest.fixture(scope="session")
 def server(database_url, schema_engine, tmp_path_factory):
     """A real gunicorn serving the exchange, started as `make run` starts it."""

@@ -1,6 +1,6 @@
 """What the exchange answers for each command, independent of the wire format."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 
@@ -56,6 +56,7 @@ class Canceled:
 @dataclass(frozen=True, slots=True)
 class Failed:
     reason: str
+    cause: str | None = field(default=None, compare=False)  # for the logs, never the reply
 
 
 Result = Created | Opened | Status | Canceled | Failed

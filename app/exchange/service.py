@@ -39,6 +39,11 @@ def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
     return replies
 
 
+def database_failed(result: Result) -> bool:
+    """Whether the item failed for want of the database (it may have been applied)."""
+    return isinstance(result, Failed) and result.reason == Reason.DATABASE_UNAVAILABLE.value
+
+
 def _execute(exchange: Exchange, command: Command) -> Result:
     try:
         match command:
@@ -56,7 +61,13 @@ def _execute(exchange: Exchange, command: Command) -> Result:
                 return Canceled(exchange.cancel_order(command))
     except Rejected as rejection:
         return Failed(str(rejection))
-    except DBAPIError:
-        log.exception("database error while executing %r", command)
-        return Failed(Reason.DATABASE_UNAVAILABLE.value)
+    except DBAPIError as error:
+        # Not logged here: an outage fails every request, and the web tier
+        # logs it once when it begins, then a summary (app/web/outage.py).
+        log.debug("database error while executing %r", command, exc_info=True)
+        return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=_first_line(error.orig))
     raise TypeError(f"no handler for {command!r}")
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -11,6 +11,7 @@ from app.protocol import DocumentTooLarge, MalformedDocument, render_error
 from app.storage.engine import exchange_engine
 from app.web import metrics
 from app.web.observe import RequestObserver
+from app.web.outage import DatabaseOutage
 from app.web.resources import XML, LivenessResource, ReadinessResource, RequestsResource
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def create_app(config: Config) -> falcon.App:
     engine = exchange_engine(config.database_url, config.pool_size)
     exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000)
     metrics.watch_pool(engine, config.pool_size)
-    observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms)
+    observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms, DatabaseOutage())
 
     app = falcon.App(media_type=XML, middleware=[observer])
     app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
@@ -50,8 +51,9 @@ def _reply_error(status: str):
 
 
 def _database_unavailable(req, resp, error, params):
-    log.error("database error on %s %s: %s", req.method, req.path, error)
+    """Logged by the observer's DatabaseOutage: once when it begins, not per request."""
     req.context.error = "database unavailable"
+    req.context.database_error = str(error.orig or error).strip().splitlines()[0]
     resp.status = falcon.HTTP_503
     resp.content_type = XML
     resp.data = render_error("database unavailable: the request was not completed")

@@ -1,8 +1,9 @@
 """One log line and the metrics of every request document, whatever its outcome.
 
-The line is `key=value` pairs (logfmt), at info level; bad input (4xx) and
-requests slower than the threshold are logged at warning, the database
-failing (503) at error:
+The line is `key=value` pairs (logfmt), at info level; bad input (4xx),
+requests refused for want of the database (503) and requests slower than
+the threshold are logged at warning (the outage itself is logged once, by
+DatabaseOutage):
 
     request kind=transactions account=123 items=2 failed=1 status=200 outcome=ok ms=8.4
 """
@@ -13,8 +14,10 @@ import time
 
 import falcon
 
-from app.exchange.results import Failed
+from app.exchange.results import Failed, Result
+from app.exchange.service import database_failed
 from app.web import metrics
+from app.web.outage import DatabaseOutage
 
 log = logging.getLogger("app.web.requests")
 
@@ -24,9 +27,10 @@ OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "unavailable"}
 class RequestObserver:
     """Falcon middleware; the requests resource fills `req.context` as it goes."""
 
-    def __init__(self, counters: metrics.ExchangeCounters, slow_ms: float):
+    def __init__(self, counters: metrics.ExchangeCounters, slow_ms: float, outage: DatabaseOutage):
         self._counters = counters
         self._slow_ms = slow_ms
+        self._outage = outage
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
@@ -37,8 +41,8 @@ class RequestObserver:
             return
         seconds = time.perf_counter() - req.context.started
         status = resp.status_code
-        outcome = OUTCOMES.get(status, str(status))
         results = [result for _, result in req.context.get("replies", ())]
+        outcome = self._outcome(req, status, results)
         metrics.record_request(kind, outcome, seconds, results)
         self._counters.export()
 
@@ -61,9 +65,22 @@ class RequestObserver:
             fields["error"] = req.context.error
         log.log(level, "request %s", logfmt(fields))
 
+    def _outcome(self, req: falcon.Request, status: int, results: list[Result]) -> str:
+        """The request's outcome for the metrics and the log; the database's state with it."""
+        failed_for_database = [result for result in results if database_failed(result)]
+        if status == 503 or failed_for_database:
+            cause = req.context.get("database_error") or failed_for_database[0].cause
+            self._outage.request_failed(cause or "no cause given")
+        elif status == 200 and results:
+            self._outage.request_served()
+        if status == 200 and failed_for_database:
+            return "partly_unavailable"
+        return OUTCOMES.get(status, str(status))
+
 
 def _level(status: int, slow: bool) -> int:
-    if status >= 500:
+    """A database outage is logged by DatabaseOutage, once; its requests are warnings."""
+    if status >= 500 and status != 503:
         return logging.ERROR
     return logging.WARNING if slow or status >= 400 else logging.INFO
 

@@ -6,7 +6,7 @@ import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
 
-from app.exchange.service import answer
+from app.exchange.service import answer, database_failed
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, parse_request, render_results
 
@@ -27,9 +27,13 @@ class RequestsResource:
         request = parse_request(self._read_body(req), self._max_body_bytes)
         req.context.kind = request.kind
         req.context.account = request.acting_account
-        req.context.replies = answer(self._exchange, request)
+        replies = req.context.replies = answer(self._exchange, request)
         resp.content_type = XML
-        resp.data = render_results(req.context.replies)
+        resp.data = render_results(replies)
+        if replies and all(database_failed(result) for _, result in replies):
+            # Nothing was done for want of the database, as when it fails
+            # before any item: clients and proxies see the outage in the status.
+            resp.status = falcon.HTTP_503
 
     def _read_body(self, req: falcon.Request) -> bytes:
         """Read at most one byte past the limit, whether the length is declared or chunked."""

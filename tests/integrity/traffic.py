@@ -44,7 +44,7 @@ PAUSE_AFTER_TOLERATED = 0.05  # a client does not spin while the service is down
 class Tolerance:
     """Replies a fault may cause, besides a cancel losing its race to a fill."""
 
-    statuses: frozenset[int] = frozenset()  # whole-document `<error>` replies with this status
+    statuses: frozenset[int] = frozenset()  # replies of `<error>`s only, with this status
     errors: frozenset[str] = frozenset()  # per-child `<error>` texts
     disconnects: bool = False  # the connection dropped before a reply
 
@@ -202,13 +202,16 @@ class Trader:
 
 
 def _is_error(reply: bytes) -> bool:
-    """A whole-document error: `<results>` holding one `<error>` with a reason."""
+    """A reply of errors only: `<results>` holding `<error>`s with a reason, one for the
+    whole document or one per child."""
     try:
         root = etree.fromstring(reply)
     except etree.XMLSyntaxError:
         return False
     return (
-        root.tag == "results" and [child.tag for child in root] == ["error"] and bool(root[0].text)
+        root.tag == "results"
+        and len(root) > 0
+        and all(child.tag == "error" and child.text for child in root)
     )
 
 
