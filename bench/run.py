@@ -646,7 +646,8 @@ def aggregated(stats_csv: Path) -> dict[str, float]:
     if not rows:
         say(f"  warning: no statistics in {_show(stats_csv)}: see its .log")
         return dict.fromkeys(fields, 0.0)
-    return {name: float(rows[0][name] or 0) for name in fields}
+    # Percentiles are "N/A" when no request finished.
+    return {name: float(rows[0][name].replace("N/A", "") or 0) for name in fields}
 
 
 def _children_cpu_s() -> float:
