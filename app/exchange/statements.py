@@ -12,6 +12,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    exists,
     func,
     insert,
     or_,
@@ -118,7 +119,9 @@ def _book_and_accounts(is_buy: bool) -> Statement:
     prices go oldest (lowest id) first. Of the page's `:page_size` best orders
     only those still needed are kept: the orders ahead of them hold fewer than
     `:shares`, so no account is locked that the order does not trade with.
-    `held` is the incoming account's position on the symbol, for a seller's check.
+    `held` is the incoming account's position on the symbol, for a seller's check;
+    `symbol_exists` whether the symbol does (its lock is taken by LOCK_SYMBOL,
+    sent in the same message just before, whose rows the driver drops).
     `new_order_id` is the incoming order's id, drawn under the symbol's lock so
     ids grow in arrival order (an order then refused leaves a gap).
     """
@@ -179,6 +182,7 @@ def _book_and_accounts(is_buy: bool) -> Statement:
             page.c.limit_price,
             page.c.open_shares,
             held.label("held"),
+            exists().where(symbols.c.symbol == bindparam("symbol")).label("symbol_exists"),
             select(order_ids.next_value()).scalar_subquery().label("new_order_id"),
         )
         .select_from(locked.outerjoin(page, page.c.account_id == locked.c.id))
@@ -307,13 +311,19 @@ LOCK_SYMBOL_OF_ORDER = Statement(
 def _cancel() -> Statement:
     """Cancel the open remainder, refund its reservation, and return the order's new status.
 
-    No row when nothing is open. A data-modifying CTE's effects are invisible to
-    the rest of its statement, so the canceled part comes from RETURNING. The
-    refund goes to `:account_id`, the order's owner (LOCK_SYMBOL_OF_ORDER checked).
+    No row when nothing is open, or when the order is not `:account_id`'s: the
+    statement checks the owner itself, since LOCK_SYMBOL_OF_ORDER, sent in the
+    same message, cannot stop it. A data-modifying CTE's effects are invisible
+    to the rest of its statement, so the canceled part comes from RETURNING.
+    The refund goes to `:account_id`, the order's owner.
     """
     canceled = (
         update(orders)
-        .where(orders.c.id == bindparam("order_id"), orders.c.open_shares > 0)
+        .where(
+            orders.c.id == bindparam("order_id"),
+            orders.c.account_id == bindparam("account_id"),
+            orders.c.open_shares > 0,
+        )
         .values(
             open_shares=0, canceled_shares=orders.c.open_shares, canceled_at=func.clock_timestamp()
         )

@@ -28,12 +28,14 @@ retry is counted and logged.
 rows take `KEY SHARE` locks, which it does not block.
 
 Round trips, the cost that matters while a symbol's lock is held (BEGIN rides
-with the first statement, see app/storage/session.py): an order is 3 when the
-first page of the book holds every order it takes (lock the symbol; read the
-page, lock the accounts and draw the order's id; write everything, with COMMIT
-in the same message), a cancel 3, a query 1. READ COMMITTED takes a snapshot
-per statement, so the book is read by a statement that starts after the
-symbol's lock is granted, never by the one that waits for it.
+with the first statement, see app/storage/session.py): an order is 2 when the
+first page of the book holds every order it takes (lock the symbol, then, in
+the same message, read the page, lock the accounts and draw the order's id;
+write everything, with COMMIT in the same message), a cancel 2 (lock the
+order's symbol, then cancel and refund; COMMIT), a query 1. READ COMMITTED
+takes a snapshot per statement, so the book is read by a statement that
+starts after the symbol's lock is granted, never by the one that waits for
+it: the two travel in one message, but they are two statements.
 """
 
 import contextlib
@@ -282,8 +284,8 @@ class Exchange:
     def _place_order(self, transaction: Transaction, command: PlaceOrder, page_size: int) -> Opened:
         is_buy = command.amount > 0
         wanted = abs(command.amount)
-        _lock_symbol(transaction, command.symbol)
-        rows = transaction.execute(
+        rows = transaction.execute_after(
+            sql.LOCK_SYMBOL,
             sql.BOOK_AND_ACCOUNTS[is_buy],
             symbol=command.symbol,
             limit=command.limit,
@@ -291,6 +293,11 @@ class Exchange:
             page_size=page_size,
             account_id=command.account_id,
         )
+        if not rows:  # no account locked: the acting one does not exist, nor perhaps the symbol
+            _lock_symbol(transaction, command.symbol)
+            raise Rejected(Reason.NO_SUCH_ACCOUNT)
+        if not rows[0].symbol_exists:
+            raise Rejected(Reason.NO_SUCH_SYMBOL)
         balances = {row.account_id: row.balance for row in rows}
         if command.account_id not in balances:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
@@ -348,10 +355,10 @@ class Exchange:
     def cancel_order(self, transaction: Transaction, command: CancelOrder) -> OrderView:
         """Cancel the open remainder and refund its reservation in the same step."""
         order = {"order_id": command.order_id, "account_id": command.account_id}
-        if not transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order):
-            raise Rejected(Reason.NO_SUCH_ORDER)
-        rows = transaction.execute(sql.CANCEL, **order)
-        if not rows:
+        rows = transaction.execute_after(sql.LOCK_SYMBOL_OF_ORDER, sql.CANCEL, **order)
+        if not rows:  # nothing canceled: is there no such order, or nothing open in it?
+            if not transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order):
+                raise Rejected(Reason.NO_SUCH_ORDER)
             raise Rejected(Reason.NOTHING_OPEN)
         first = rows[0]
         canceled = _cancellation(first.canceled_shares, first.canceled_at)

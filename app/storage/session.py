@@ -77,33 +77,36 @@ def _type_of(parameter: BindParameter) -> str:
 
 def read(connection: Connection, statement: Statement, **parameters) -> list[tuple]:
     """One statement on its own: autocommit gives it one snapshot and no BEGIN or COMMIT."""
-    return _send(connection, statement, parameters)
+    return _send(connection, (statement,), parameters)
 
 
 def _send(
     connection: Connection,
-    statement: Statement,
+    statements: tuple[Statement, ...],
     parameters: dict,
     before: str = "",
     after: str = "",
 ) -> list[tuple]:
-    """Run `statement`, prepared in the same message the first time this connection runs it.
+    """Run `statements` in one message, each prepared in it the first time this
+    connection runs it; the rows of the last come back.
 
-    `before` and `after` travel in the same message. If a first message
-    fails, whether its PREPARE took effect is unknown, so the connection is
-    discarded: the next one starts afresh.
+    `before` and `after` travel in the same message. If a message preparing
+    a statement fails, whether its PREPARE took effect is unknown, so the
+    connection is discarded: the next one starts afresh.
     """
     prepared = connection.info.setdefault(_PREPARED, set())
-    if statement.name in prepared:
-        return _execute(connection, f"{before}{statement.call}{after}", parameters)
+    unprepared = [statement for statement in statements if statement.name not in prepared]
+    calls = "; ".join(statement.call for statement in statements)
+    if not unprepared:
+        return _execute(connection, f"{before}{calls}{after}", parameters)
+    definitions = "".join(f"{statement.definition}; " for statement in unprepared)
     try:
-        text = f"{before}{statement.definition}; {statement.call}{after}"
-        rows = _execute(connection, text, parameters)
+        rows = _execute(connection, f"{before}{definitions}{calls}{after}", parameters)
     except DBAPIError:
         if not connection.invalidated:
             connection.invalidate()
         raise
-    prepared.add(statement.name)
+    prepared.update(statement.name for statement in unprepared)
     return rows
 
 
@@ -149,7 +152,18 @@ class Transaction:
         self.commit_sent = False
 
     def execute(self, statement: Statement, **parameters) -> list[tuple]:
-        return _send(self._connection, statement, parameters, self._begin())
+        return _send(self._connection, (statement,), parameters, self._begin())
+
+    def execute_after(self, first: Statement, statement: Statement, **parameters) -> list[tuple]:
+        """Run `first`, then `statement`, in one message; the rows of `statement` come back.
+
+        Under READ COMMITTED each statement reads a snapshot taken when it
+        starts, so `statement` sees what was committed by the time `first`
+        finished: after the locks `first` waited for were granted. A round
+        trip fewer while those locks are held. (The driver keeps only a
+        message's last result: `first`'s rows are not seen.)
+        """
+        return _send(self._connection, (first, statement), parameters, self._begin())
 
     def execute_and_commit(self, statement: Statement, **parameters) -> None:
         """Run a statement that returns no rows, and COMMIT, in the same message.
@@ -159,7 +173,7 @@ class Transaction:
         """
         before = self._begin()
         self.commit_sent = True
-        _send(self._connection, statement, parameters, before, after="; COMMIT")
+        _send(self._connection, (statement,), parameters, before, after="; COMMIT")
         self.begun = False
 
     def commit(self) -> None:

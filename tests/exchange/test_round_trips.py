@@ -12,31 +12,37 @@ from app.exchange.errors import Rejected
 from tests.exchange.conftest import CASH
 
 
-def test_an_order_matching_within_the_first_page_takes_three_round_trips(traders, sent):
+def test_an_order_matching_within_the_first_page_takes_two_round_trips(traders, sent):
     traders.sell("2", "X", 10, 100)
     traders.sell("2", "X", 10, 101)
     sent.clear()
     traders.buy("1", "X", 15, 101)
-    assert len(sent) == 3
+    assert len(sent) == 2
     assert sent[0].startswith("BEGIN;") and sent[-1].endswith("; COMMIT")
 
 
-def test_an_order_that_rests_takes_three_round_trips(traders, sent):
+def test_the_book_is_read_by_a_statement_after_the_one_that_locks_the_symbol(traders, sent):
     traders.buy("1", "X", 10, 100)
-    assert len(sent) == 3
+    lock, book = sent[0].split("; ")[-2:]
+    assert lock.startswith("EXECUTE lock_symbol(") and book.startswith("EXECUTE book_and_accounts_")
 
 
-def test_a_refused_order_takes_three_round_trips_and_rolls_back(traders, sent):
+def test_an_order_that_rests_takes_two_round_trips(traders, sent):
+    traders.buy("1", "X", 10, 100)
+    assert len(sent) == 2
+
+
+def test_a_refused_order_takes_two_round_trips_and_rolls_back(traders, sent):
     with pytest.raises(Rejected, match="insufficient funds"):
         traders.buy("1", "X", 1, CASH + 1)
-    assert len(sent) == 3 and sent[-1] == "ROLLBACK"
+    assert len(sent) == 2 and sent[-1] == "ROLLBACK"
 
 
-def test_a_cancel_takes_three_round_trips(traders, sent):
+def test_a_cancel_takes_two_round_trips(traders, sent):
     order = traders.buy("1", "X", 10, 100)
     sent.clear()
     traders.cancel("1", order)
-    assert len(sent) == 3
+    assert len(sent) == 2
     assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
 
 
@@ -59,6 +65,6 @@ def test_an_order_outrunning_the_first_page_runs_again_with_a_longer_one(traders
         traders.sell("2", "X", 1, 100)
     sent.clear()
     order = traders.buy("1", "X", resting, 100)
-    assert len(sent) == 3 + 3  # the first page, rolled back; then the whole order
+    assert len(sent) == 2 + 2  # the first page, rolled back; then the whole order
     assert traders.query("1", order).open_shares == 0
     assert len(traders.query("1", order).fills) == resting
