@@ -1,7 +1,11 @@
 """Send request documents to the exchange and print its replies: `python -m app.client`.
 
+    echo '<create/>' | python -m app.client    # the service `make run` starts
     python -m app.client --tcp 127.0.0.1:12345 accounts.xml orders.xml
     echo '<create/>' | python -m app.client --http http://127.0.0.1:8000/
+
+Without `--tcp` or `--http` it asks the HTTP service at `EXCHANGE_BIND`, the
+address `make run` serves on, as the shim does under `make run`.
 
 Each file (or stdin, also named `-`) is one request. Over TCP the request is
 framed as SPEC §5.2 says, and the reply is read whichever way the shim frames
@@ -11,6 +15,7 @@ end of the `<results>` element.
 
 import argparse
 import http.client
+import os
 import socket
 import sys
 import urllib.error
@@ -19,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
+
+from app.run import web_url
 
 MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
 READ_CHUNK = 64 * 1024
@@ -52,10 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 when every request got a reply (even an <error> one), "
         "1 when some request got none, 2 for a usage error.",
     )
-    target = parser.add_mutually_exclusive_group(required=True)
+    target = parser.add_mutually_exclusive_group()
     target.add_argument("--tcp", metavar="HOST:PORT", type=_address, help="the legacy TCP protocol")
     target.add_argument(
-        "--http", metavar="URL", help="the HTTP service, e.g. http://127.0.0.1:8000/"
+        "--http",
+        metavar="URL",
+        default=web_url(os.environ),
+        help="the HTTP service (default: %(default)s, the address of EXCHANGE_BIND)",
     )
     parser.add_argument(
         "--raw", action="store_true", help="print replies as received, not pretty-printed"

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 
 from app.storage import cluster
 
@@ -37,8 +38,9 @@ def main() -> int:
             local.stop()
 
 
-def web_url(environment: dict[str, str]) -> str:
-    """Where the shim reaches the web tier: the address gunicorn binds, on loopback if wildcard."""
+def web_url(environment: Mapping[str, str]) -> str:
+    """Where the shim and the client reach the web tier: the address gunicorn binds,
+    on loopback if wildcard."""
     host, _, port = environment.get("EXCHANGE_BIND", "127.0.0.1:8000").rpartition(":")
     if host in ("", "0.0.0.0", "[::]"):
         host = "127.0.0.1"

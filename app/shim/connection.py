@@ -10,6 +10,7 @@ wakeup for every read, and timeouts are plain timer handles.
 
 import asyncio
 
+from app.ratelimit import client_host
 from app.shim.framing import FramingError, RequestFramer
 
 READ_AHEAD = 256 * 1024  # bytes past the current request buffered before reading pauses
@@ -34,6 +35,7 @@ class ClientConnection(asyncio.Protocol):
         self._last_progress = self._loop.time()
         self._reading = True
         self._discarding = False  # closing: input no longer matters
+        self._discarded_more = False  # closing dropped more than whitespace after a request
         self._write_paused = False
         self._input_ended = False
         self._lost = False
@@ -44,6 +46,17 @@ class ClientConnection(asyncio.Protocol):
         peer = self._peer
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
+    @property
+    def host(self) -> str:
+        """The peer's address without its port: what warnings about a client are counted by."""
+        return client_host(self._peer)
+
+    @property
+    def discarded_more_after_a_request(self) -> bool:
+        """Closing dropped more than whitespace sent after a whole request: most likely the
+        next request of a client that expected the connection to stay open."""
+        return self._discarded_more
+
     # -- the transport's callbacks: record, then wake the task --------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -51,6 +64,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
+            self._discarded_more |= self._requests_read > 0 and not data.isspace()
             return
         self._framer.feed(data)
         self._last_progress = self._loop.time()
@@ -121,8 +135,10 @@ class ClientConnection(asyncio.Protocol):
         Closing a socket with unread input makes the kernel send RST, which can
         destroy a reply the client has not read yet: think of a client that sends a
         newline its length did not count, or an error reply to a body still coming.
+        What is dropped besides whitespace shows in `discarded_more_after_a_request`.
         """
         self._discarding = True
+        self._discarded_more = self._requests_read > 0 and self._framer.holds_more_than_whitespace
         deadline = self._loop.time() + LINGER_SECONDS
         try:
             if not self._lost:

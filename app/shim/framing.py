@@ -54,6 +54,11 @@ class RequestFramer:
         return bool(self._buffer) or self._length is not None
 
     @property
+    def holds_more_than_whitespace(self) -> bool:
+        """Bytes past the last body that a stray newline would not explain: another request."""
+        return self._length is not None or bool(self._buffer.strip())
+
+    @property
     def read_ahead(self) -> int:
         """Bytes buffered past the body being read: what a client sent ahead of its turn."""
         return len(self._buffer) - (self._length or 0)

@@ -21,6 +21,7 @@ import logging
 import socket
 
 from app.protocol import render_error
+from app.ratelimit import RateLimitedWarnings
 from app.shim.config import ShimConfig
 from app.shim.connection import ClientConnection
 from app.shim.framing import FramingError, frame_reply
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 BACKLOG = 4096
 ACCEPT_RETRY_SECONDS = 0.1
+REQUESTS_LOST = (
+    "sent more after its request, discarded as the connection closes after one reply: "
+    "EXCHANGE_SHIM_KEEP_OPEN=1 serves clients that send several requests on one connection"
+)
 
 
 class Shim:
@@ -43,6 +48,7 @@ class Shim:
         self._between_requests: set[asyncio.Task] = set()
         self._stopping = False
         self._upstream: Upstream | None = None
+        self._client_warnings = RateLimitedWarnings(log)
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then finish the requests in flight and return."""
@@ -135,6 +141,8 @@ class Shim:
             log.warning("%s: %s", client, error)
         finally:
             await client.close()
+            if client.discarded_more_after_a_request and not config.keep_open:
+                self._client_warnings.warn(client.host, REQUESTS_LOST)
 
     async def _answer(self, client: ClientConnection) -> None:
         """One request, or in keep-open mode requests until the client is done or we stop."""

@@ -21,7 +21,7 @@ a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
   other reply, instead of gunicorn's HTML page.
 
 Each cut-off is counted in the metrics and logged as a warning naming the
-client, at most once per address every WARN_EVERY_S seconds."""
+client, at most once per address every 10 seconds (app/ratelimit.py)."""
 
 import contextlib
 import errno
@@ -41,10 +41,10 @@ from psycogreen.gevent import patch_psycopg
 
 from app.config import Config
 from app.protocol import render_error
+from app.ratelimit import RateLimitedWarnings, client_host
 
 log = logging.getLogger(__name__)
 
-WARN_EVERY_S = 10.0
 LINGER_S = 1.0
 
 
@@ -144,7 +144,7 @@ class ExchangeWorker(GeventWorker):
         self._slots = BoundedSemaphore(self.cfg.threads)
         self._open: Counter[str] = Counter()
         self.idle: set[ClientSocket] = set()  # waiting for their next request
-        self._warnings = RateLimitedWarnings(WARN_EVERY_S)
+        self._warnings = RateLimitedWarnings(log)
         gunicorn.util.write_error = _write_error
         super().init_process()
 
@@ -177,7 +177,7 @@ class ExchangeWorker(GeventWorker):
             waiting.end_idle_wait()
 
     def handle(self, listener, client, addr) -> None:
-        host = _host(addr)
+        host = client_host(addr)
         refusal = self._refusal(host)
         if refusal is not None:
             self.metrics.REFUSED_CONNECTIONS.labels(refusal).inc()
@@ -257,33 +257,6 @@ class ExchangeWorker(GeventWorker):
         if len(body) > self._max_body_bytes:
             req.must_close = True
         req.body = io.BytesIO(body)
-
-
-class RateLimitedWarnings:
-    """One warning per client address every `every` seconds, counting the ones held back."""
-
-    def __init__(self, every: float, remembered: int = 10_000):
-        self._every = every
-        self._remembered = remembered
-        self._last: dict[str, float] = {}
-        self._held_back: Counter[str] = Counter()
-
-    def warn(self, host: str, what: str) -> None:
-        now = time.monotonic()
-        if host in self._last and now - self._last[host] < self._every:
-            self._held_back[host] += 1
-            return
-        if len(self._last) >= self._remembered:
-            self._last.clear()
-            self._held_back.clear()
-        self._last[host] = now
-        held_back = self._held_back.pop(host, 0)
-        more = f" ({held_back} more since the last warning)" if held_back else ""
-        log.warning("client %s %s%s", host, what, more)
-
-
-def _host(addr) -> str:
-    return addr[0] if isinstance(addr, tuple) else str(addr or "-")
 
 
 def _write_error(sock, status: int, reason: str, message: str) -> None:

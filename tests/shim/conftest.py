@@ -13,3 +13,10 @@ def framed_shim(server):
         server, *SHIM_LIMIT_FLAG, "--reply-length", "--keep-open", idle_timeout=1.0
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def bare_kept_open_shim(server):
+    """Connections kept open between requests, replies bare: both families of clients served."""
+    with running_shim(server, *SHIM_LIMIT_FLAG, "--keep-open", idle_timeout=1.0) as running:
+        yield running

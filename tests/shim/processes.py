@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from app.run import SHIM_COMMAND
 from app.storage.cluster import PROJECT, free_port
@@ -20,6 +21,10 @@ STOP_TIMEOUT = 15.0
 class ShimProcess:
     address: tuple[str, int]
     process: subprocess.Popen
+    log: Path | None = None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         return stop_gracefully(self.process, timeout)
@@ -27,8 +32,13 @@ class ShimProcess:
 
 @contextlib.contextmanager
 def running_shim(
-    upstream: str, *flags: str, idle_timeout: float = 2.0, upstream_timeout: float = 5.0
+    upstream: str,
+    *flags: str,
+    idle_timeout: float = 2.0,
+    upstream_timeout: float = 5.0,
+    log: Path | None = None,
 ):
+    """A shim serving until the block ends; its stderr goes to `log` when given, else the test's."""
     address = ("127.0.0.1", free_port())
     command = [
         *SHIM_COMMAND,
@@ -44,7 +54,8 @@ def running_shim(
         str(upstream_timeout),
         *flags,
     ]
-    shim = ShimProcess(address, subprocess.Popen(command, cwd=PROJECT))
+    with log.open("ab") if log else contextlib.nullcontext() as output:
+        shim = ShimProcess(address, subprocess.Popen(command, cwd=PROJECT, stderr=output), log)
     try:
         _wait_until_listening(shim)
         yield shim

@@ -1,10 +1,13 @@
 """`python -m app.client`: files or stdin in, replies pretty-printed, an exit status for scripts."""
 
 import io
+import os
+import subprocess
 import sys
+from urllib.parse import urlsplit
 
 from app.client import main, read_reply
-from app.storage.cluster import free_port
+from app.storage.cluster import PROJECT, free_port
 
 CREATE = b'<create><account id="1" balance="10"/></create>'
 PRETTY_CREATED = b"""<?xml version='1.0' encoding='UTF-8'?>
@@ -30,6 +33,20 @@ def test_stdin_over_http(server, engine, monkeypatch, capsysbinary):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(CREATE)))
     assert main(["--http", server + "/"]) == 0
     assert capsysbinary.readouterr().out == PRETTY_CREATED
+
+
+def test_without_a_target_it_asks_the_http_service_where_exchange_bind_says(server, engine):
+    """`echo ... | python -m app.client` reaches the service `make run` starts."""
+    environment = dict(os.environ, EXCHANGE_BIND=urlsplit(server).netloc)
+    client = subprocess.run(
+        [sys.executable, "-m", "app.client"],
+        input=CREATE,
+        capture_output=True,
+        cwd=PROJECT,
+        env=environment,
+        timeout=60,
+    )
+    assert (client.returncode, client.stdout) == (0, PRETTY_CREATED), client.stderr
 
 
 def test_length_prefixed_replies_and_raw_output(framed_shim, engine, tmp_path, capsysbinary):

@@ -14,8 +14,11 @@ def framed(body: bytes, newline: bytes = b"\n") -> bytes:
     return b"%d%s%s" % (len(body), newline, body)
 
 
-def connect(address, timeout: float = TIMEOUT) -> socket.socket:
-    connection = socket.create_connection(address, timeout=timeout)
+def connect(address, timeout: float = TIMEOUT, source: str | None = None) -> socket.socket:
+    """A connection from `source`, a loopback address other than 127.0.0.1 if the test
+    needs clients the shim tells apart."""
+    source_address = (source, 0) if source else None
+    connection = socket.create_connection(address, timeout=timeout, source_address=source_address)
     connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return connection
 
