@@ -11,15 +11,13 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import select
 
-from app.exchange.errors import Reason
 from app.storage.cluster import free_port, temporary_cluster
 from app.storage.engine import database_engine
-from app.storage.schema import orders
-from tests.integrity.books import broken_rules
+from tests.integrity.books import broken_rules, stored_order_ids
 from tests.integrity.traffic import (
     ACCOUNTS,
+    DATABASE_DOWN,
     OPENING,
     SYMBOLS,
     Tolerance,
@@ -31,16 +29,6 @@ from tests.shim.wire import children, converse, error_text, framed
 from tests.web.servers import running_gunicorn
 
 RESPAWN_TIMEOUT = 30.0
-# What a client may see while PostgreSQL is down: a per-child error, or a 503 with an
-# `<error>` document when even the acting account cannot be looked up.
-DATABASE_DOWN = Tolerance(
-    statuses=frozenset({503}), errors=frozenset({Reason.DATABASE_UNAVAILABLE.value})
-)
-
-
-def stored_order_ids(engine) -> set[int]:
-    with engine.connect() as connection:
-        return set(connection.scalars(select(orders.c.id)))
 
 
 def wait_for_workers(server, workers: int, killed: int | None = None) -> set[int]:

@@ -50,6 +50,11 @@ class Tolerance:
 
 
 STRICT = Tolerance()
+# What a client may see while PostgreSQL is down: a per-child error, or a 503 with an
+# `<error>` document when even the acting account cannot be looked up.
+DATABASE_DOWN = Tolerance(
+    statuses=frozenset({503}), errors=frozenset({Reason.DATABASE_UNAVAILABLE.value})
+)
 
 
 @dataclass
