@@ -73,9 +73,10 @@ class Launcher:
                         return int(pid)
         return None
 
-    def interrupt(self) -> int:
-        """Ctrl-C, then the launcher's exit status once everything has stopped."""
-        self.process.send_signal(signal.SIGINT)
+    def interrupt(self, signum: int = signal.SIGINT) -> int:
+        """Ctrl-C (or another signal), then the launcher's exit status once everything has
+        stopped."""
+        self.process.send_signal(signum)
         return self.process.wait(STOP_TIMEOUT)
 
 

@@ -2,6 +2,7 @@
 and stops both when one keeps dying."""
 
 import os
+import signal
 import socket
 
 import pytest
@@ -24,8 +25,9 @@ def test_shim_follows_the_web_tiers_bind_address(bind, url):
     assert web_url({"EXCHANGE_BIND": bind}) == url
 
 
-def test_launcher_serves_tcp_through_the_web_tier_and_stops_on_ctrl_c(
-    database_url, schema_engine, tmp_path
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_launcher_serves_tcp_through_the_web_tier_and_stops_on_ctrl_c_or_sigterm(
+    database_url, engine, tmp_path, signum
 ):
     with running_launcher(tmp_path / "run.log", DATABASE_URL=database_url) as launcher:
         launcher.wait_until_serving()
@@ -33,15 +35,25 @@ def test_launcher_serves_tcp_through_the_web_tier_and_stops_on_ctrl_c(
             launcher.shim_address, framed(b'<create><account id="4242" balance="1"/></create>')
         )
         assert b'<created id="4242"/>' in reply
-        assert launcher.interrupt() == 0
+        gunicorn, shim = launcher.child_pid("gunicorn"), launcher.child_pid("app.shim")
+        assert launcher.interrupt(signum) == 0
+    assert "Shutting down: Master" in launcher.log_text()
+    for stopped in (gunicorn, shim):
+        with pytest.raises(ProcessLookupError):
+            os.killpg(stopped, 0)
 
 
 def test_launcher_stops_everything_when_a_part_keeps_dying(database_url, tmp_path):
-    """The shim's port is taken: restarting cannot help, and the launcher says so."""
+    """The shim's port is taken (bound, not listening, so that nothing answers there):
+    restarting cannot help, and the launcher says so."""
     shim_port = free_port()
-    with socket.create_server(("127.0.0.1", shim_port)):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", shim_port))
         with running_launcher(
-            tmp_path / "run.log", DATABASE_URL=database_url, EXCHANGE_SHIM_PORT=str(shim_port)
+            tmp_path / "run.log",
+            DATABASE_URL=database_url,
+            EXCHANGE_SHIM_PORT=str(shim_port),
+            EXCHANGE_RESTART_DELAY="0.01",
         ) as launcher:
             gunicorn = launcher.child_pid("gunicorn")
             assert launcher.process.wait(timeout=60) == 1
