@@ -2,77 +2,101 @@
 
 Starts the local PostgreSQL cluster unless `DATABASE_URL` names a server,
 then gunicorn (which creates the schema before forking its workers) and the
-legacy TCP shim. Ctrl-C or SIGTERM stops the services first, so requests in
-flight finish against a live database, then the local cluster.
+legacy TCP shim, and keeps them running (app/supervisor.py): a part that
+dies is restarted while the others serve. Ctrl-C or SIGTERM stops the shim,
+then gunicorn, so requests in flight finish against a live database, then
+the local cluster.
 """
 
+import http.client
 import logging
 import os
-import signal
-import subprocess
+import socket
 import sys
-import time
-from collections.abc import Mapping
+import urllib.request
+from collections.abc import Callable, Mapping
 
+from app.shim.config import ShimConfig
 from app.storage import cluster
+from app.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
 
 log = logging.getLogger("app.run")
 
 WEB_COMMAND = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
 SHIM_COMMAND = [sys.executable, "-m", "app.shim"]
 STOP_TIMEOUT = 35  # a little longer than gunicorn's graceful_timeout
+WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+PROBE_TIMEOUT = 0.5  # seconds a restarted part has to answer before it is asked again
+EMPTY_REQUEST = b"<create/>"
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [run] %(message)s")
-    local = cluster.Cluster.from_env() if not os.environ.get("DATABASE_URL") else None
     environment = dict(os.environ)
     environment.setdefault("EXCHANGE_SHIM_UPSTREAM", web_url(environment))
-    if local is not None:
-        local.ensure_running()
-        environment["DATABASE_URL"] = local.url()
     try:
-        return _serve(environment)
-    finally:
-        if local is not None:
-            local.stop()
+        shim = ShimConfig.from_env(environment)
+    except ValueError as error:
+        log.error("cannot start: a shim setting is wrong: %s", error)
+        return 1
+    parts: list[Part] = []
+    if not environment.get("DATABASE_URL"):
+        local = cluster.Cluster.from_env(environment)
+        environment["DATABASE_URL"] = local.url()
+        parts.append(LocalDatabase(local))
+    shim_address = (_reachable(shim.host), shim.port)
+    parts += [
+        ChildProcess(
+            "gunicorn", WEB_COMMAND, environment, _web_answers(web_url(environment)), STOP_TIMEOUT
+        ),
+        ChildProcess("shim", SHIM_COMMAND, environment, _shim_answers(shim_address), STOP_TIMEOUT),
+    ]
+    first_delay = float(environment.get("EXCHANGE_RESTART_DELAY") or 0.5)
+    try:
+        return Supervisor(parts, first_delay).run()
+    except cluster.ClusterError as error:  # starting or stopping the local PostgreSQL
+        log.error("%s", error)
+        return 1
 
 
 def web_url(environment: Mapping[str, str]) -> str:
     """Where the shim and the client reach the web tier: the address gunicorn binds,
     on loopback if wildcard."""
     host, _, port = environment.get("EXCHANGE_BIND", "127.0.0.1:8000").rpartition(":")
-    if host in ("", "0.0.0.0", "[::]"):
-        host = "127.0.0.1"
-    return f"http://{host}:{port}/"
+    return f"http://{_reachable(host)}:{port}/"
 
 
-def _serve(environment: dict[str, str]) -> int:
-    stop = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda received, frame: stop.append(received))
-    # Own sessions: a terminal's Ctrl-C reaches only this process, which then
-    # stops the children in order instead of all of them at once.
-    children = [
-        subprocess.Popen(command, env=environment, start_new_session=True)
-        for command in (WEB_COMMAND, SHIM_COMMAND)
-    ]
-    log.info("serving; press Ctrl-C to stop")
-    while not stop and all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    exited = [child for child in children if child.poll() is not None]
-    for child in exited:
-        log.error("%s exited with status %s", child.args[2], child.returncode)
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
+def _web_answers(url: str) -> Callable[[], bool]:
+    """Whether gunicorn serves: `/livez` answers 200 (it asks the database nothing)."""
+
+    def answers() -> bool:
         try:
-            child.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-    log.info("stopped")
-    return 1 if exited and not stop else 0
+            with urllib.request.urlopen(f"{url}livez", timeout=PROBE_TIMEOUT) as response:
+                return response.status == 200
+        except (OSError, http.client.HTTPException):  # refused, cut, timed out, not 200
+            return False
+
+    return answers
+
+
+def _shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
+    """Whether the shim serves: it replies to an empty request, which changes nothing.
+    A connection accepted is not enough: the port may be another program's."""
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(address, timeout=PROBE_TIMEOUT) as connection:
+                connection.sendall(b"%d\n%s" % (len(EMPTY_REQUEST), EMPTY_REQUEST))
+                return connection.recv(1) != b""
+        except OSError:
+            return False
+
+    return answers
+
+
+def _reachable(host: str) -> str:
+    """A listening address as a client on this machine connects to it."""
+    return "127.0.0.1" if host in WILDCARDS else host
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""`make run`: the launcher starts the web tier and the shim together and stops both on Ctrl-C."""
+"""`make run`: the launcher starts the web tier and the shim together, stops both on Ctrl-C,
+and stops both when one keeps dying."""
 
 import os
 import signal
-import subprocess
-import sys
-import time
+import socket
 
 import pytest
 
 from app.run import web_url
-from app.storage.cluster import PROJECT, free_port
+from app.storage.cluster import free_port
+from tests.launcher import running_launcher
 from tests.shim.wire import converse, framed
 
 
@@ -25,35 +25,40 @@ def test_shim_follows_the_web_tiers_bind_address(bind, url):
     assert web_url({"EXCHANGE_BIND": bind}) == url
 
 
-def _ask_over_tcp(port: int, document: bytes, timeout: float = 60) -> bytes:
-    """The reply to `document`, asked again until the shim has a service to answer it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            reply = converse(("127.0.0.1", port), framed(document))
-            if b"<error>" not in reply or time.monotonic() > deadline:
-                return reply
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(0.3)
-
-
-def test_launcher_serves_tcp_through_the_web_tier_and_stops_on_ctrl_c(database_url, schema_engine):
-    shim_port = free_port()
-    environment = dict(
-        os.environ,
-        DATABASE_URL=database_url,
-        EXCHANGE_BIND=f"127.0.0.1:{free_port()}",
-        EXCHANGE_WORKERS="1",
-        EXCHANGE_SHIM_HOST="127.0.0.1",
-        EXCHANGE_SHIM_PORT=str(shim_port),
-    )
-    environment.pop("EXCHANGE_SHIM_UPSTREAM", None)
-    launcher = subprocess.Popen([sys.executable, "-m", "app.run"], cwd=PROJECT, env=environment)
-    try:
-        reply = _ask_over_tcp(shim_port, b'<create><account id="4242" balance="1"/></create>')
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_launcher_serves_tcp_through_the_web_tier_and_stops_on_ctrl_c_or_sigterm(
+    database_url, engine, tmp_path, signum
+):
+    with running_launcher(tmp_path / "run.log", DATABASE_URL=database_url) as launcher:
+        launcher.wait_until_serving()
+        reply = converse(
+            launcher.shim_address, framed(b'<create><account id="4242" balance="1"/></create>')
+        )
         assert b'<created id="4242"/>' in reply
-    finally:
-        launcher.send_signal(signal.SIGINT)
-        assert launcher.wait(timeout=60) == 0
+        gunicorn, shim = launcher.child_pid("gunicorn"), launcher.child_pid("app.shim")
+        assert launcher.interrupt(signum) == 0
+    assert "Shutting down: Master" in launcher.log_text()
+    for stopped in (gunicorn, shim):
+        with pytest.raises(ProcessLookupError):
+            os.killpg(stopped, 0)
+
+
+def test_launcher_stops_everything_when_a_part_keeps_dying(database_url, tmp_path):
+    """The shim's port is taken (bound, not listening, so that nothing answers there):
+    restarting cannot help, and the launcher says so."""
+    shim_port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", shim_port))
+        with running_launcher(
+            tmp_path / "run.log",
+            DATABASE_URL=database_url,
+            EXCHANGE_SHIM_PORT=str(shim_port),
+            EXCHANGE_RESTART_DELAY="0.01",
+        ) as launcher:
+            gunicorn = launcher.child_pid("gunicorn")
+            assert launcher.process.wait(timeout=60) == 1
+    log = launcher.log_text()
+    assert log.count("shim exited with status 1; restarting in") == 4
+    assert "shim exited with status 1: 5 deaths within 60 s: stopping everything" in log
+    with pytest.raises(ProcessLookupError):  # gunicorn's master and workers were stopped
+        os.killpg(gunicorn, 0)

@@ -17,6 +17,11 @@ def broken_rules(engine: Engine) -> list[tuple[str, list]]:
     return [(finding.check, finding.violations) for finding in audit(engine) if finding.violations]
 
 
+def stored_order_ids(engine: Engine) -> set[int]:
+    with engine.connect() as connection:
+        return set(connection.scalars(select(orders.c.id)))
+
+
 def snapshot(engine: Engine) -> dict[str, list[tuple]]:
     """Every row of every table, in primary-key order: equal snapshots mean nothing changed."""
     with engine.connect() as connection:

@@ -10,15 +10,13 @@ import signal
 import time
 
 import requests
-from sqlalchemy import select
 
-from app.exchange.errors import Reason
 from app.storage.cluster import free_port
 from app.storage.engine import database_engine
-from app.storage.schema import orders
-from tests.integrity.books import broken_rules
+from tests.integrity.books import broken_rules, stored_order_ids
 from tests.integrity.traffic import (
     ACCOUNTS,
+    DATABASE_DOWN,
     OPENING,
     SYMBOLS,
     Tolerance,
@@ -30,17 +28,6 @@ from tests.shim.wire import children, converse, error_text, framed
 from tests.web.servers import running_gunicorn
 
 RESPAWN_TIMEOUT = 30.0
-# What a client may see while PostgreSQL is down: a 503 with an `<error>` per child (or
-# one for the whole document), or, when the database went away during the request,
-# a per-child error after the children answered before.
-DATABASE_DOWN = Tolerance(
-    statuses=frozenset({503}), errors=frozenset({Reason.DATABASE_UNAVAILABLE.value})
-)
-
-
-def stored_order_ids(engine) -> set[int]:
-    with engine.connect() as connection:
-        return set(connection.scalars(select(orders.c.id)))
 
 
 def wait_for_workers(server, workers: int, killed: int | None = None) -> set[int]:

@@ -50,6 +50,12 @@ class Tolerance:
 
 
 STRICT = Tolerance()
+# What a client may see while PostgreSQL is down: a 503 with an `<error>` per child (or
+# one for the whole document), or, when the database went away during the request,
+# a per-child error after the children answered before.
+DATABASE_DOWN = Tolerance(
+    statuses=frozenset({503}), errors=frozenset({Reason.DATABASE_UNAVAILABLE.value})
+)
 
 
 @dataclass

@@ -1,0 +1,237 @@
+"""Keeps the parts `make run` started serving: a part that dies is restarted, the others go on.
+
+The parts are the local PostgreSQL cluster (when `make run` started it),
+gunicorn's master and the shim. A part that exits unexpectedly is restarted
+after a pause that doubles with each death (0.5 s, 1 s, 2 s, ... up to 8 s),
+and both its death and its return are logged; meanwhile the other parts keep
+serving, answering errors where they need the missing one. A part that dies
+5 times within 60 s will not heal by itself (its port taken, a broken
+setting): then everything is stopped, saying why, and the launcher exits 1.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.storage.cluster import Cluster, ClusterError
+
+log = logging.getLogger("app.run")
+
+LOOK_EVERY_S = 0.2  # how often the parts are checked: a death is noticed within this
+
+
+class RestartPolicy:
+    """How long to wait before restarting a part that died, and when to give up on it.
+
+    Only bookkeeping of the times of its deaths, so that it can be tested
+    without processes. The pause depends on the deaths within the window, so
+    a part that has served quietly for a minute starts again from the first.
+    """
+
+    def __init__(
+        self,
+        first_delay: float = 0.5,
+        max_delay: float = 8.0,
+        deaths_to_give_up: int = 5,
+        window: float = 60.0,
+    ):
+        self.first_delay = first_delay
+        self.max_delay = max_delay
+        self.deaths_to_give_up = deaths_to_give_up
+        self.window = window
+        self._deaths: deque[float] = deque()
+
+    def delay_after_death(self, now: float) -> float | None:
+        """Count a death at `now`: the seconds to wait before restarting, or None to give up."""
+        self._deaths.append(now)
+        while self._deaths[0] <= now - self.window:
+            self._deaths.popleft()
+        if len(self._deaths) >= self.deaths_to_give_up:
+            return None
+        return min(self.first_delay * 2 ** (len(self._deaths) - 1), self.max_delay)
+
+
+class Part(Protocol):
+    """Something the launcher starts and keeps running."""
+
+    name: str
+
+    def start(self) -> None:
+        """Start it; raises OSError or ClusterError when it cannot be."""
+
+    def death(self) -> str | None:
+        """How it ended, once it has ("exited with status 1"); None while it runs."""
+
+    def serves(self) -> bool:
+        """Whether it serves (again) after a start."""
+
+    def stop(self) -> None:
+        """Stop it cleanly, waiting until it has."""
+
+
+class ChildProcess:
+    """A server run as the launcher's child, in a session and process group of its own.
+
+    Its own session: a terminal's Ctrl-C reaches only the launcher, which then
+    stops the parts in order instead of all of them at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        environment: dict[str, str],
+        serves: Callable[[], bool],
+        stop_timeout: float,
+    ):
+        self.name = name
+        self.command = command
+        self.environment = environment
+        self.serves = serves
+        self.stop_timeout = stop_timeout
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(self.command, env=self.environment, start_new_session=True)
+
+    def death(self) -> str | None:
+        """How it ended. What it leaves behind is killed: gunicorn's workers outlive a killed
+        master by a second, still holding the port a new master needs."""
+        status = self._process.poll()
+        if status is None:
+            return None
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except ProcessLookupError:  # nothing left behind
+            pass
+        if status < 0:
+            return f"was killed by {_signal_name(-status)}"
+        return f"exited with status {status}"
+
+    def stop(self) -> None:
+        if self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+class LocalDatabase:
+    """The local PostgreSQL cluster. pg_ctl detaches the postmaster from the launcher, so
+    its death is seen by looking for it: a postmaster working in the data directory."""
+
+    name = "PostgreSQL"
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+
+    def start(self) -> None:
+        """Returns once the server accepts connections. After a crash, pg_ctl starts it
+        with the stale postmaster.pid removed, and PostgreSQL recovers from its WAL."""
+        self.cluster.ensure_running()
+
+    def death(self) -> str | None:
+        return None if self.cluster.is_running() else "is no longer running"
+
+    def serves(self) -> bool:
+        return True  # start() waited for it
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+
+class GaveUp(Exception):
+    """A part keeps dying: restarting it again would not help."""
+
+
+@dataclass
+class _Watch:
+    """A part and what the supervisor knows of its deaths."""
+
+    part: Part
+    policy: RestartPolicy
+    restart_at: float | None = None  # set while it waits to be restarted
+    down_since: float | None = None  # set from its death until it serves again
+
+
+class Supervisor:
+    """Starts the parts in order, restarts any that dies, and stops them in reverse order
+    on SIGINT or SIGTERM, or when one keeps dying."""
+
+    def __init__(self, parts: list[Part], first_delay: float = 0.5):
+        self.watches = [_Watch(part, RestartPolicy(first_delay)) for part in parts]
+
+    def run(self) -> int:
+        """Serve until a signal (exit status 0) or a part that keeps dying (1)."""
+        stop: list[int] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda received, frame: stop.append(received))
+        started: list[Part] = []
+        try:
+            for watch in self.watches:
+                if stop:
+                    return 0
+                watch.part.start()
+                started.append(watch.part)
+            log.info("serving; press Ctrl-C to stop")
+            while not stop:
+                for watch in self.watches:
+                    self._look_after(watch, time.monotonic())
+                time.sleep(LOOK_EVERY_S)
+            return 0
+        except GaveUp as why:
+            log.error("%s: stopping everything", why)
+            return 1
+        finally:
+            for part in reversed(started):
+                part.stop()
+            log.info("stopped")
+
+    def _look_after(self, watch: _Watch, now: float) -> None:
+        part = watch.part
+        if watch.restart_at is not None:
+            if now >= watch.restart_at:
+                self._restart(watch)
+            return
+        how = part.death()
+        if how is not None:
+            self._schedule_restart(watch, how, now)
+        elif watch.down_since is not None and part.serves():
+            log.info("%s back after %.1f s", part.name, now - watch.down_since)
+            watch.down_since = None
+
+    def _restart(self, watch: _Watch) -> None:
+        watch.restart_at = None
+        try:
+            watch.part.start()
+        except (OSError, ClusterError) as error:
+            self._schedule_restart(watch, f"did not start: {error}", time.monotonic())
+
+    def _schedule_restart(self, watch: _Watch, how: str, now: float) -> None:
+        """Restart after the policy's pause, or give up on a part that keeps dying."""
+        part, policy = watch.part, watch.policy
+        delay = policy.delay_after_death(now)
+        if delay is None:
+            raise GaveUp(
+                f"{part.name} {how}: {policy.deaths_to_give_up} deaths within {policy.window:g} s"
+            )
+        log.error("%s %s; restarting in %g s", part.name, how, delay)
+        watch.restart_at = now + delay
+        if watch.down_since is None:
+            watch.down_since = now
