@@ -149,6 +149,14 @@ def _refuse_an_address_in_use(server):
                 raise SystemExit(1) from None
 
 
+def when_ready(server):
+    """gunicorn's own "Listening at" line is empty when each worker binds its socket."""
+    addresses = ", ".join(
+        f"http://{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in server.cfg.address
+    )
+    server.log.info("serving %s: a socket per worker (SO_REUSEPORT)", addresses)
+
+
 def child_exit(server, worker):
     """A dead worker's gauges no longer count; its counters do."""
     from prometheus_client import multiprocess

@@ -73,6 +73,7 @@ class ClientSocket:
         self.host = host
         self._worker = worker
         self._deadline: float | None = None  # while a request is arriving
+        self._ended = False  # by end_idle_wait
 
     def recv(self, size: int) -> bytes:
         if self._deadline is not None:
@@ -86,6 +87,10 @@ class ClientSocket:
             data = self._until(time.monotonic() + worker.cfg.keepalive, self._sock.recv, size)
         except TimeoutError:
             return b""
+        except OSError:
+            if self._ended:  # gevent's shutdown cancels the wait with an error: read it as EOF
+                return b""
+            raise
         finally:
             worker.idle.discard(self)
         if data:
@@ -109,6 +114,7 @@ class ClientSocket:
 
     def end_idle_wait(self) -> None:
         """Make a wait for the next request end as if the client had closed."""
+        self._ended = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RD)
 

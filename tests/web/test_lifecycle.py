@@ -121,6 +121,24 @@ def test_sigterm_lets_requests_in_flight_finish(engine, database_url, tmp_path):
     )
 
 
+def test_sigterm_closes_connections_waiting_for_a_next_request_at_once(
+    database_url, schema_engine, tmp_path
+):
+    gunicorn = start_gunicorn(database_url, tmp_path / "gunicorn.log", EXCHANGE_WORKERS="1")
+    try:
+        gunicorn.wait_until_ready()
+        address = urlsplit(gunicorn.url)
+        idle = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        idle.request("GET", "/livez")
+        assert idle.getresponse().read()
+        signalled = time.monotonic()
+    finally:
+        exit_status = gunicorn.stop()
+    assert idle.sock.recv(1) == b"", "the idle connection was not closed"
+    assert exit_status == 0 and time.monotonic() - signalled < 5
+    assert "Traceback" not in gunicorn.log_text()
+
+
 def live_gauge_pids(directory: Path) -> set[int]:
     return {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_livesum_*.db")}
 
