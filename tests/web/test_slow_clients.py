@@ -261,3 +261,15 @@ def test_a_client_that_does_not_take_its_replies_is_cut_off(stack):
                 connection.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 100)
     assert increase(before, scrape(server.url), "exchange_http_timeouts_total", stage="reply") == 1
     assert "client 127.0.0.7 cut off: reply not complete within 1 s" in server.log_text()
+
+
+def test_requests_still_arriving_are_shown_in_the_metrics(stack):
+    server, _ = stack
+    with attacker(server.url, "127.0.0.8") as slow:
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)  # the worker reads the first bytes
+        during = scrape(server.url)
+        assert read_until_closed(slow).startswith(b"HTTP/1.1 408")
+    assert during[("exchange_http_requests_arriving", ())] >= 1
+    after = scrape(server.url)
+    assert after[("exchange_http_requests_arriving", ())] == 0
