@@ -101,6 +101,7 @@ WHOLE_DIGITS = "more than 12 digits before the decimal point"
 FRACTION_DIGITS = "more than 8 digits after the decimal point"
 NOT_ACCOUNT = "must be 1 to 64 ASCII digits"
 NOT_SYMBOL = "must be 1 to 32 ASCII letters and digits"
+COUNT_RANGE = "must be a whole number from 1 to 1000"
 
 
 def nested(depth: int) -> bytes:
@@ -356,6 +357,52 @@ CATALOGUE = {
     "transactions-without-children": (
         b'<transactions id="2"/>',
         each(error("transactions element has no children")),
+    ),
+    # -- SPEC §7: reads with malformed or out-of-range attributes, echoed as sent
+    "book-depth-zero": (
+        attacker('<book sym="SPY" depth="0"/>'),
+        each(error(malformed("depth", "'0'", COUNT_RANGE), sym="SPY", depth="0")),
+    ),
+    "book-depth-past-1000": (
+        attacker('<book sym="SPY" depth="1001"/>'),
+        each(error(malformed("depth", "'1001'", COUNT_RANGE), sym="SPY", depth="1001")),
+    ),
+    "book-depth-exponent": (
+        attacker('<book sym="SPY" depth="1e2"/>'),
+        each(error(malformed("depth", "'1e2'", EXPONENT), sym="SPY", depth="1e2")),
+    ),
+    "trades-limit-fraction": (
+        attacker('<trades sym="SPY" limit="2.5"/>'),
+        each(error(malformed("limit", "'2.5'", COUNT_RANGE), sym="SPY", limit="2.5")),
+    ),
+    "trades-limit-nan": (
+        attacker('<trades sym="SPY" limit="NaN"/>'),
+        each(error(malformed("limit", "'NaN'", NOT_FINITE), sym="SPY", limit="NaN")),
+    ),
+    "trades-unknown-symbol": (
+        attacker('<trades sym="NOPE"/>'),
+        each(error("no such symbol", sym="NOPE")),
+    ),
+    "book-without-sym": (attacker('<book depth="5"/>'), each(error("missing symbol", depth="5"))),
+    "orders-after-negative": (
+        attacker('<orders after="-1"/>'),
+        each(error(malformed("after", "'-1'", ORDER_ID_RANGE), after="-1")),
+    ),
+    "orders-sym-malformed": (
+        attacker('<orders sym="S P"/>'),
+        each(error(malformed("symbol", "'S P'", NOT_SYMBOL), sym="S P")),
+    ),
+    "orders-unknown-symbol": (
+        attacker('<orders sym="NOPE" after="1"/>'),
+        each(error("no such symbol", sym="NOPE", after="1")),
+    ),
+    "reads-of-an-unknown-account": (
+        b'<transactions id="404"><account/><book sym="SPY"/><orders after="1"/></transactions>',
+        each(
+            error("no such account"),
+            error("no such account", sym="SPY"),
+            error("no such account", after="1"),
+        ),
     ),
 }
 
