@@ -1,4 +1,4 @@
-"""The XML wire format: request bytes to commands, results to reply bytes."""
+"""The wire formats: request bytes to commands, results to reply bytes (XML, or JSON for reads)."""
 
 from app.protocol.numbers import InvalidValue, format_decimal
 from app.protocol.parser import (
@@ -8,7 +8,7 @@ from app.protocol.parser import (
     parse_read,
     parse_request,
 )
-from app.protocol.render import render_error, render_results
+from app.protocol.render import render_error, render_json, render_report, render_results
 
 __all__ = [
     "DocumentTooLarge",
@@ -19,5 +19,7 @@ __all__ = [
     "parse_read",
     "parse_request",
     "render_error",
+    "render_json",
+    "render_report",
     "render_results",
 ]

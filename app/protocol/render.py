@@ -1,5 +1,10 @@
-"""Results to the `<results>` reply document (SPEC §3), built with lxml so user text is escaped."""
+"""Results to the `<results>` reply document (SPEC §3), built with lxml so user text is escaped.
 
+A read's report (SPEC §7) is also a document of its own, for `GET`: the same
+element as the root, or the same fields as JSON.
+"""
+
+import json
 import re
 from collections.abc import Iterable
 
@@ -39,6 +44,28 @@ def render_error(message: str) -> bytes:
     results = etree.Element("results")
     _child(results, "error", ()).text = _safe(message)
     return _serialize(results)
+
+
+def render_report(report: Report | Failed) -> bytes:
+    """A read's report as the document's root element; a failure as the error document."""
+    if isinstance(report, Failed):
+        return render_error(report.reason)
+    return _serialize(_report_element(report))
+
+
+def render_json(report: Report | Failed) -> bytes:
+    """A read's report as a JSON object with the XML's fields, a failure as `{"error": why}`.
+
+    Each kind of child becomes a list named by the plural of its tag (`bids`,
+    `positions`), present even when empty. Decimals are strings in canonical
+    form, so no reader turns them into binary floats; order ids are strings
+    too (they may exceed 2**53); times and counts are numbers, `more` a boolean.
+    """
+    if isinstance(report, Failed):
+        return json.dumps({"error": report.reason}).encode()
+    _, fields, children = _report_fields(report)
+    lists = {f"{child}s": items for child, items in children.items()}
+    return json.dumps({**fields, **lists}).encode()
 
 
 Fields = dict[str, str | int | bool]

@@ -21,11 +21,17 @@ from app.web.outage import DatabaseOutage
 
 log = logging.getLogger("app.web.requests")
 
-OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "unavailable"}
+OUTCOMES = {
+    200: "ok",
+    400: "bad_request",
+    404: "not_found",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 class RequestObserver:
-    """Falcon middleware; the requests resource fills `req.context` as it goes."""
+    """Falcon middleware; the requests and report resources fill `req.context` as they go."""
 
     def __init__(self, counters: metrics.ExchangeCounters, slow_ms: float, outage: DatabaseOutage):
         self._counters = counters

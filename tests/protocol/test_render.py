@@ -1,5 +1,6 @@
 """Results to the `<results>` reply document, per SPEC §3."""
 
+import json
 from decimal import Decimal
 
 from lxml import etree
@@ -22,7 +23,7 @@ from app.exchange.results import (
     Trade,
     Trades,
 )
-from app.protocol import render_error, render_results
+from app.protocol import render_error, render_json, render_report, render_results
 
 DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
 
@@ -183,3 +184,45 @@ def test_trades_carry_no_account_or_order_ids():
         '<results><trades sym="X"><trade shares="200" price="125" time="6"/>'
         '<trade shares="200" price="127" time="5"/></trades></results>'
     )
+
+
+def test_a_report_is_a_document_of_its_own_for_get():
+    assert body(render_report(BOOK)) == body(render_results([((), BOOK)]))[9:-10]
+
+
+def test_a_failed_report_is_the_error_document():
+    assert render_report(Failed("no such symbol")) == render_error("no such symbol")
+
+
+def test_json_has_the_same_fields_with_decimals_as_canonical_strings():
+    assert json.loads(render_json(BOOK)) == {
+        "sym": "X",
+        "bids": [
+            {"price": "127", "shares": "200", "orders": 1},
+            {"price": "125", "shares": "700", "orders": 2},
+        ],
+        "asks": [{"price": "128", "shares": "500", "orders": 1}],
+    }
+    assert json.loads(render_json(STATEMENT))["positions"][1] == {
+        "sym": "a",
+        "shares": "1000",
+        "reserved": "0",
+    }
+
+
+def test_json_order_ids_are_strings_and_more_is_always_present():
+    orders = json.loads(render_json(ORDERS))
+    assert orders["more"] is True
+    assert orders["orders"][0] == {
+        "id": "3",
+        "sym": "X",
+        "amount": "-5",
+        "limit": "12.5",
+        "open": "2.5",
+        "time": 1519348326,
+    }
+    assert json.loads(render_json(OpenOrders((), more=False))) == {"more": False, "orders": []}
+
+
+def test_json_of_a_failure_is_an_error_object():
+    assert json.loads(render_json(Failed("no such symbol"))) == {"error": "no such symbol"}
