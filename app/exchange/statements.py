@@ -387,6 +387,18 @@ CANCEL = _cancel()
 OPEN_ORDERS_PAGE = 1000  # open orders per reply (SPEC §7)
 
 
+def _one_of(column, value):
+    """`column = value` written as a range of one, for reads that walk an index in order.
+
+    An equality makes the value a constant to the planner, which then drops
+    the column from ORDER BY and may walk the primary key instead, through
+    every row of the table, to find a quiet account's or symbol's few (a
+    generic plan cannot tell them from busy ones). Ordered by the column and
+    the id, only the index on both yields the order.
+    """
+    return column.between(value, value)
+
+
 def statements_with_holdings() -> Select:
     """Every account's statement, one row per holding (one row with no symbol when none).
 
@@ -446,7 +458,8 @@ ACCOUNT_STATEMENT = _account_statement()
 
 
 def _open_orders() -> Statement:
-    """A page of the account's open orders after `:after`, oldest first, `:rows` at most.
+    """A page of the account's open orders after `:after`, oldest first, `:rows` at most:
+    a range of `open_orders_by_account` (see `_one_of`), starting where the last ended.
 
     One row with no order when there are none, none when the account does not
     exist; `symbol_known` is false when `:symbol` is given but does not exist.
@@ -463,12 +476,12 @@ def _open_orders() -> Statement:
             orders.c.created_at,
         )
         .where(
-            orders.c.account_id == accounts.c.id,
-            orders.c.open_shares > 0,
+            _one_of(orders.c.account_id, accounts.c.id),
             orders.c.id > bindparam("after", type_=BigInteger),
+            orders.c.open_shares > 0,
             or_(symbol.is_(None), orders.c.symbol == symbol),
         )
-        .order_by(orders.c.id)
+        .order_by(orders.c.account_id, orders.c.id)
         .limit(bindparam("rows", type_=Integer))
         .lateral("page")
     )
@@ -553,14 +566,15 @@ BOOK = _book()
 
 
 def _trades() -> Statement:
-    """`:symbol`'s `:limit` latest executions, newest first, through the `tape` index.
+    """`:symbol`'s `:limit` latest executions, newest first, through the `tape` index
+    (see `_one_of`).
 
     One row with no trade when there are none, none when no such symbol.
     """
     recent = (
         select(executions.c.id, executions.c.shares, executions.c.price, executions.c.executed_at)
-        .where(executions.c.symbol == symbols.c.symbol)
-        .order_by(executions.c.id.desc())
+        .where(_one_of(executions.c.symbol, symbols.c.symbol))
+        .order_by(executions.c.symbol.desc(), executions.c.id.desc())
         .limit(bindparam("limit", type_=Integer))
         .lateral("recent")
     )

@@ -77,23 +77,38 @@ def test_book_walks_price_levels_instead_of_reading_every_resting_order(traders,
                 " SELECT '1', 'X', 'buy', 1, 1 + n % 10000, 1 FROM generate_series(1, 100000) n"
             )
         )
-        connection.execute(text("ANALYZE orders"))
+    plan = generic_plan(engine, statements.BOOK, symbol="X", depth=10)
+    assert rows_read(plan, "orders") < 1_000
+
+
+def generic_plan(engine, statement: statements.Statement, **parameters) -> dict:
+    """The executed plan PostgreSQL caches for any parameters (EXPLAIN ANALYZE)."""
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE"))
     with engine.connect() as connection:
         cursor = connection.connection.dbapi_connection.cursor()
-        cursor.execute("SET plan_cache_mode = force_generic_plan")
-        cursor.execute(statements.BOOK.definition)
-        cursor.execute(
-            f"EXPLAIN (ANALYZE, FORMAT JSON) {statements.BOOK.call}", {"symbol": "X", "depth": 10}
-        )
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(statement.definition)
+        cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement.call}", parameters)
         [[plan]] = cursor.fetchall()
-    plan = plan if isinstance(plan, list) else json.loads(plan)
-    assert rows_read(plan[0]["Plan"], "orders") < 1_000
+        cursor.execute(f"DEALLOCATE {statement.name}")
+    return (plan if isinstance(plan, list) else json.loads(plan))[0]["Plan"]
 
 
 def rows_read(node: dict, table: str) -> float:
-    """Rows every scan of `table` in the plan returned, over all its loops."""
-    own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == table else 0
+    """Rows every scan of `table` in the plan read, kept or filtered out, over all its loops."""
+    own = 0
+    if node.get("Relation Name") == table:
+        own = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
     return own + sum(rows_read(child, table) for child in node.get("Plans", ()))
+
+
+def pages_read(node: dict, table: str) -> int:
+    """Pages every scan of `table` in the plan touched, of the table and of its index."""
+    own = 0
+    if node.get("Relation Name") == table:
+        own = node["Shared Hit Blocks"] + node["Shared Read Blocks"]
+    return own + sum(pages_read(child, table) for child in node.get("Plans", ()))
 
 
 # -- the tape ------------------------------------------------------------------
@@ -117,6 +132,22 @@ def test_tape_shows_at_most_limit_trades(traders):
 def test_tape_of_a_symbol_without_trades_is_empty(traders):
     traders.buy("1", "X", 1, 1)
     assert traders.trades("X").trades == ()
+
+
+def test_tape_of_a_rarely_traded_symbol_reads_only_its_own_executions(traders, engine):
+    """X traded once long ago, Y 100,000 times since: X's tape never walks through Y's."""
+    traders.sell("2", "X", 1, 10)
+    traders.buy("1", "X", 1, 10)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO symbols (symbol) VALUES ('Y')"))
+        connection.execute(
+            text(
+                "INSERT INTO executions (symbol, buy_order_id, sell_order_id, shares, price)"
+                " SELECT 'Y', 2, 1, 1, 10 FROM generate_series(1, 100000)"
+            )
+        )
+    plan = generic_plan(engine, statements.TRADES, symbol="X", limit=50)
+    assert rows_read(plan, "executions") <= 1
 
 
 def test_tape_of_an_unknown_symbol_is_refused(traders):
@@ -219,6 +250,35 @@ def test_open_orders_page_through_more_than_a_thousand(traders):
     rest = traders.open_orders("1", after=first.orders[-1].order_id)
     assert not rest.more
     assert [order.order_id for order in first.orders + rest.orders] == placed
+
+
+def test_open_orders_of_a_quiet_account_read_only_its_own(traders, engine):
+    """Account 1 placed one order long ago, account 2 100,000 since: 1's page skips them."""
+    traders.buy("1", "X", 1, 1)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO orders (account_id, symbol, side, shares, limit_price, open_shares)"
+                " SELECT '2', 'X', 'sell', 1, 1000, 1 FROM generate_series(1, 100000)"
+            )
+        )
+    parameters = {"account_id": "1", "symbol": None, "after": 0, "rows": 1001}
+    assert rows_read(generic_plan(engine, statements.OPEN_ORDERS, **parameters), "orders") <= 1
+
+
+def test_a_page_of_open_orders_starts_where_the_last_one_ended(traders, engine):
+    """The last page of 100,000 open orders reads that page, not the 99,000 before it."""
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO orders (account_id, symbol, side, shares, limit_price, open_shares)"
+                " SELECT '1', 'X', 'buy', 1, 1, 1 FROM generate_series(1, 100000)"
+            )
+        )
+    parameters = {"account_id": "1", "symbol": None, "after": 99_000, "rows": 1001}
+    plan = generic_plan(engine, statements.OPEN_ORDERS, **parameters)
+    assert rows_read(plan, "orders") <= 1001
+    assert pages_read(plan, "orders") < 100  # the index's 99,000 entries before: 300 pages
 
 
 def test_another_accounts_open_orders_are_never_listed(traders):
