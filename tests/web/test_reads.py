@@ -167,6 +167,10 @@ HOSTILE = {
     "sym-path-too-long": ("/symbols/" + "A" * 33 + "/trades", "", "malformed symbol"),
     "account-path-malformed": ("/accounts/12a", "", "malformed account id '12a'"),
     "account-path-signed": ("/accounts/-1/orders", "", "malformed account id '-1'"),
+    "account-path-nul": ("/accounts/%00", "", "malformed account id '\\x00'"),
+    "sym-path-invalid-utf8": ("/symbols/%FF/book", "", "malformed symbol '\ufffd'"),
+    "sym-path-empty": ("/symbols//trades", "", "symbol is empty"),
+    "sym-query-zero-width-space": ("/accounts/1/orders", "sym=%E2%80%8B", "malformed symbol"),
 }
 
 
