@@ -1,4 +1,4 @@
-"""One log line and the metrics of every request document, whatever its outcome.
+"""One log line and the metrics of every request document and every read, whatever its outcome.
 
 The line is `key=value` pairs (logfmt), at info level; bad input (4xx),
 requests refused for want of the database (503) and requests slower than
@@ -43,7 +43,7 @@ class RequestObserver:
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
         kind = req.context.get("kind")
-        if kind is None:  # not a request document: health checks, metrics, unknown paths
+        if kind is None:  # neither a request document nor a read: health, metrics, unknown paths
             return
         seconds = time.perf_counter() - req.context.started
         status = resp.status_code
