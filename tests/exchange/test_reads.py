@@ -70,15 +70,25 @@ def test_book_of_an_unknown_symbol_is_refused(traders):
 
 def test_book_walks_price_levels_instead_of_reading_every_resting_order(traders, engine):
     """100,000 resting buys on 10,000 prices: the top 10 levels read about 100 of them."""
+    rest_many(engine, "1", "buy", 100_000, price="1 + n % 10000")
+    plan = generic_plan(engine, statements.BOOK, symbol="X", depth=10)
+    assert rows_read(plan, "orders") < 1_000
+
+
+def rest_many(engine, account: str, side: str, count: int, price: str) -> None:
+    """`count` resting orders of one share on X, `price` an SQL expression of their number n.
+
+    Written straight into the table, more than a test could place: they hold
+    no reservation, so they serve to check the reads' plans, not the ledger.
+    """
     with engine.begin() as connection:
         connection.execute(
             text(
                 "INSERT INTO orders (account_id, symbol, side, shares, limit_price, open_shares)"
-                " SELECT '1', 'X', 'buy', 1, 1 + n % 10000, 1 FROM generate_series(1, 100000) n"
-            )
+                f" SELECT :account, 'X', :side, 1, {price}, 1 FROM generate_series(1, :count) n"
+            ),
+            {"account": account, "side": side, "count": count},
         )
-    plan = generic_plan(engine, statements.BOOK, symbol="X", depth=10)
-    assert rows_read(plan, "orders") < 1_000
 
 
 def generic_plan(engine, statement: statements.Statement, **parameters) -> dict:
@@ -255,26 +265,14 @@ def test_open_orders_page_through_more_than_a_thousand(traders):
 def test_open_orders_of_a_quiet_account_read_only_its_own(traders, engine):
     """Account 1 placed one order long ago, account 2 100,000 since: 1's page skips them."""
     traders.buy("1", "X", 1, 1)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO orders (account_id, symbol, side, shares, limit_price, open_shares)"
-                " SELECT '2', 'X', 'sell', 1, 1000, 1 FROM generate_series(1, 100000)"
-            )
-        )
+    rest_many(engine, "2", "sell", 100_000, price="1000")
     parameters = {"account_id": "1", "symbol": None, "after": 0, "rows": 1001}
     assert rows_read(generic_plan(engine, statements.OPEN_ORDERS, **parameters), "orders") <= 1
 
 
 def test_a_page_of_open_orders_starts_where_the_last_one_ended(traders, engine):
     """The last page of 100,000 open orders reads that page, not the 99,000 before it."""
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO orders (account_id, symbol, side, shares, limit_price, open_shares)"
-                " SELECT '1', 'X', 'buy', 1, 1, 1 FROM generate_series(1, 100000)"
-            )
-        )
+    rest_many(engine, "1", "buy", 100_000, price="1")
     parameters = {"account_id": "1", "symbol": None, "after": 99_000, "rows": 1001}
     plan = generic_plan(engine, statements.OPEN_ORDERS, **parameters)
     assert rows_read(plan, "orders") <= 1001
