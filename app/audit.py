@@ -10,8 +10,10 @@ import sys
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, text
+from sqlalchemy.dialects import postgresql
 
 from app.config import Config
+from app.exchange.statements import statements_with_holdings
 from app.storage.engine import database_engine
 
 
@@ -21,6 +23,28 @@ class Check:
     rule: str  # what must hold, in the words of SPEC §2-4
     query: str  # returns the rows that violate the rule; no rows is a pass
 
+
+# Every account's cash and shares as its own trades moved them: what it was given
+# (deposit, mints), less what it paid, plus what it received, at execution prices.
+CASH_TRADED = """
+                 SELECT b.account_id, -e.shares * e.price
+                   FROM executions e JOIN orders b ON b.id = e.buy_order_id
+                 UNION ALL
+                 SELECT s.account_id, e.shares * e.price
+                   FROM executions e JOIN orders s ON s.id = e.sell_order_id"""
+SHARES_TRADED = """
+                 SELECT s.account_id, e.symbol, -e.shares
+                   FROM executions e JOIN orders s ON s.id = e.sell_order_id
+                 UNION ALL
+                 SELECT b.account_id, e.symbol, e.shares
+                   FROM executions e JOIN orders b ON b.id = e.buy_order_id"""
+
+# The very query the service answers `<account/>` with, for every account at once.
+STATEMENTS = str(
+    statements_with_holdings().compile(
+        dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
+    )
+)
 
 CHECKS = (
     Check(
@@ -56,12 +80,9 @@ CHECKS = (
                  SELECT id, deposited FROM accounts
                  UNION ALL
                  SELECT account_id, -open_shares * limit_price FROM orders WHERE side = 'buy'
-                 UNION ALL
-                 SELECT b.account_id, -e.shares * e.price
-                   FROM executions e JOIN orders b ON b.id = e.buy_order_id
-                 UNION ALL
-                 SELECT s.account_id, e.shares * e.price
-                   FROM executions e JOIN orders s ON s.id = e.sell_order_id),
+                 UNION ALL"""
+        + CASH_TRADED
+        + """),
              expected AS (SELECT account_id, sum(cash) AS balance FROM flows GROUP BY account_id)
         SELECT a.id, a.balance, x.balance AS expected
           FROM accounts a JOIN expected x ON x.account_id = a.id
@@ -75,12 +96,9 @@ CHECKS = (
                  SELECT account_id, symbol, shares FROM mints
                  UNION ALL
                  SELECT account_id, symbol, -open_shares FROM orders WHERE side = 'sell'
-                 UNION ALL
-                 SELECT s.account_id, e.symbol, -e.shares
-                   FROM executions e JOIN orders s ON s.id = e.sell_order_id
-                 UNION ALL
-                 SELECT b.account_id, e.symbol, e.shares
-                   FROM executions e JOIN orders b ON b.id = e.buy_order_id),
+                 UNION ALL"""
+        + SHARES_TRADED
+        + """),
              expected AS (SELECT account_id, symbol, sum(shares) AS shares
                             FROM flows GROUP BY account_id, symbol)
         SELECT coalesce(p.account_id, x.account_id), coalesce(p.symbol, x.symbol),
@@ -88,6 +106,35 @@ CHECKS = (
           FROM positions p
           FULL JOIN expected x ON x.account_id = p.account_id AND x.symbol = p.symbol
          WHERE coalesce(p.shares, 0) <> coalesce(x.shares, 0)""",
+    ),
+    Check(
+        "statement-cash",
+        "every statement's balance + reserved = deposit - bought + sold, at execution prices",
+        f"""
+        WITH statements AS ({STATEMENTS}),
+             flows (account_id, cash) AS (
+                 SELECT id, deposited FROM accounts
+                 UNION ALL{CASH_TRADED}),
+             ledger AS (SELECT account_id, sum(cash) AS cash FROM flows GROUP BY account_id)
+        SELECT DISTINCT s.account_id, s.balance, s.reserved, l.cash AS expected
+          FROM statements s JOIN ledger l ON l.account_id = s.account_id
+         WHERE s.balance + s.reserved <> l.cash""",
+    ),
+    Check(
+        "statement-shares",
+        "every statement's shares + reserved = minted - sold + bought, per symbol",
+        f"""
+        WITH statements AS ({STATEMENTS}),
+             flows (account_id, symbol, shares) AS (
+                 SELECT account_id, symbol, shares FROM mints
+                 UNION ALL{SHARES_TRADED}),
+             ledger AS (SELECT account_id, symbol, sum(shares) AS shares
+                          FROM flows GROUP BY account_id, symbol)
+        SELECT coalesce(s.account_id, l.account_id), coalesce(s.symbol, l.symbol),
+               s.shares, s.reserved_shares, l.shares AS expected
+          FROM (SELECT * FROM statements WHERE symbol IS NOT NULL) s
+          FULL JOIN ledger l ON l.account_id = s.account_id AND l.symbol = s.symbol
+         WHERE coalesce(s.shares + s.reserved_shares, 0) <> coalesce(l.shares, 0)""",
     ),
     Check(
         "no-negative-balance",

@@ -58,6 +58,18 @@ CORRUPTIONS = [
         None,
         "UPDATE positions SET shares = shares + CASE account_id WHEN '1' THEN 1 ELSE -1 END",
     ),
+    # the statement's reservations, as the read computes them, off the ledger
+    (
+        "statement-cash",
+        None,
+        "UPDATE orders SET limit_price = limit_price + 1 WHERE side = 'buy' AND open_shares > 0",
+    ),
+    (
+        "statement-shares",
+        None,
+        "UPDATE orders SET open_shares = open_shares + 1, shares = shares + 1"
+        " WHERE side = 'sell' AND open_shares > 0",
+    ),
     (
         "no-negative-balance",
         "balance_not_negative",

@@ -48,7 +48,45 @@ class CancelOrder:
     order_id: int
 
 
-Command = CreateAccount | CreateSymbol | MintShares | PlaceOrder | QueryOrder | CancelOrder
+BOOK_DEPTH = 10  # price levels a side, unless the request says (SPEC §7)
+TAPE_LENGTH = 50  # trades, unless the request says
+
+
+@dataclass(frozen=True, slots=True)
+class ShowAccount:
+    """The account's statement: cash and positions, each with what its open orders hold."""
+
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListOrders:
+    """The account's open orders, oldest first, on `symbol` only when given, ids above `after`."""
+
+    account_id: str
+    symbol: str | None = None
+    after: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShowBook:
+    """The symbol's open orders by price level, `depth` levels a side. Public: no account."""
+
+    symbol: str
+    depth: int = BOOK_DEPTH
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTrades:
+    """The symbol's `limit` most recent executions, newest first. Public: no account."""
+
+    symbol: str
+    limit: int = TAPE_LENGTH
+
+
+Read = ShowAccount | ListOrders | ShowBook | ShowTrades
+
+Command = CreateAccount | CreateSymbol | MintShares | PlaceOrder | QueryOrder | CancelOrder | Read
 
 
 Echo = tuple[tuple[str, str], ...]

@@ -59,4 +59,76 @@ class Failed:
     cause: str | None = field(default=None, compare=False)  # for the logs, never the reply
 
 
-Result = Created | Opened | Status | Canceled | Failed
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One symbol of a statement: spendable shares, and shares held by open sell orders."""
+
+    symbol: str
+    shares: Decimal
+    reserved: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatement:
+    """Spendable cash, cash held by open buy orders, and holdings by symbol (byte order)."""
+
+    account_id: str
+    balance: Decimal
+    reserved: Decimal
+    holdings: tuple[Holding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    """`amount` is signed as placed (negative for a sell); `open_shares` is positive."""
+
+    order_id: int
+    symbol: str
+    amount: Decimal
+    limit: Decimal
+    open_shares: Decimal
+    time: int  # when the order was placed
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrders:
+    """A page of open orders, oldest first; `more` when orders after the last one remain."""
+
+    orders: tuple[OpenOrder, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PriceLevel:
+    price: Decimal
+    shares: Decimal
+    orders: int
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """Bids dearest first, asks cheapest first."""
+
+    symbol: str
+    bids: tuple[PriceLevel, ...]
+    asks: tuple[PriceLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    shares: Decimal
+    price: Decimal
+    time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trades:
+    """The symbol's tape, newest first; no account or order ids: market data is public."""
+
+    symbol: str
+    trades: tuple[Trade, ...]
+
+
+Report = AccountStatement | OpenOrders | Book | Trades  # what a read answers
+
+Result = Created | Opened | Status | Canceled | Failed | Report

@@ -10,10 +10,14 @@ from app.exchange.commands import (
     CreateAccount,
     CreateSymbol,
     Echo,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
     Request,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
 from app.exchange.errors import Reason, Rejected
 from app.exchange.results import Canceled, Created, Failed, Result, Status
@@ -44,21 +48,35 @@ def database_failed(result: Result) -> bool:
     return isinstance(result, Failed) and result.reason == Reason.DATABASE_UNAVAILABLE.value
 
 
+def perform(exchange: Exchange, command: Command) -> Result:
+    """Run one command; a refusal raises `Rejected`, a database failure `DBAPIError`."""
+    match command:
+        case CreateAccount():
+            exchange.create_account(command)
+            return Created()
+        case MintShares():
+            exchange.mint_shares(command)
+            return Created()
+        case PlaceOrder():
+            return exchange.place_order(command)
+        case QueryOrder():
+            return Status(exchange.query_order(command))
+        case CancelOrder():
+            return Canceled(exchange.cancel_order(command))
+        case ShowAccount():
+            return exchange.account_statement(command)
+        case ListOrders():
+            return exchange.open_orders(command)
+        case ShowBook():
+            return exchange.book(command)
+        case ShowTrades():
+            return exchange.trades(command)
+    raise TypeError(f"no handler for {command!r}")
+
+
 def _execute(exchange: Exchange, command: Command) -> Result:
     try:
-        match command:
-            case CreateAccount():
-                exchange.create_account(command)
-                return Created()
-            case MintShares():
-                exchange.mint_shares(command)
-                return Created()
-            case PlaceOrder():
-                return exchange.place_order(command)
-            case QueryOrder():
-                return Status(exchange.query_order(command))
-            case CancelOrder():
-                return Canceled(exchange.cancel_order(command))
+        return perform(exchange, command)
     except Rejected as rejection:
         return Failed(str(rejection))
     except DBAPIError as error:
@@ -66,7 +84,6 @@ def _execute(exchange: Exchange, command: Command) -> Result:
         # logs it once when it begins, then a summary (app/web/outage.py).
         log.debug("database error while executing %r", command, exc_info=True)
         return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=_first_line(error.orig))
-    raise TypeError(f"no handler for {command!r}")
 
 
 def _first_line(error: BaseException | None) -> str:

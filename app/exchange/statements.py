@@ -8,16 +8,21 @@ PostgreSQL arrays and are unnested, so one statement writes any number of rows.
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Integer,
+    Select,
     Text,
     any_,
     bindparam,
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
+    true,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as upsert
@@ -372,3 +377,214 @@ def _cancel() -> Statement:
 
 
 CANCEL = _cancel()
+
+
+# -- reading: one statement each, so one snapshot, and no locks ---------------------
+# A lone statement under READ COMMITTED sees one snapshot of every table it reads:
+# never half of a transaction's writes. SELECT without FOR UPDATE takes no row
+# locks, so a read never waits for matching and never makes it wait.
+
+OPEN_ORDERS_PAGE = 1000  # open orders per reply (SPEC §7)
+
+
+def _one_of(column, value):
+    """`column = value` written as a range of one, for reads that walk an index in order.
+
+    An equality makes the value a constant to the planner, which then drops
+    the column from ORDER BY and may walk the primary key instead, through
+    every row of the table, to find a quiet account's or symbol's few (a
+    generic plan cannot tell them from busy ones). Ordered by the column and
+    the id, only the index on both yields the order.
+    """
+    return column.between(value, value)
+
+
+def statements_with_holdings() -> Select:
+    """Every account's statement, one row per holding (one row with no symbol when none).
+
+    `reserved` is the cash of the account's open buys (open shares × limit);
+    a holding is a position with shares or with shares held by open sells,
+    `reserved_shares`. Every sell debited a position row first, so open sells
+    never hold shares of a symbol with no position row. The audit runs this
+    for all accounts, the service for one (ACCOUNT_STATEMENT).
+    """
+    cash = (
+        select(
+            func.coalesce(func.sum(orders.c.open_shares * orders.c.limit_price), 0).label(
+                "reserved"
+            )
+        )
+        .where(
+            orders.c.account_id == accounts.c.id, orders.c.side == "buy", orders.c.open_shares > 0
+        )
+        .lateral("cash")
+    )
+    offered = func.coalesce(func.sum(orders.c.open_shares), 0)
+    holdings = (
+        select(positions.c.symbol, positions.c.shares, offered.label("reserved_shares"))
+        .select_from(
+            positions.outerjoin(
+                orders,
+                (orders.c.account_id == positions.c.account_id)
+                & (orders.c.symbol == positions.c.symbol)
+                & (orders.c.side == "sell")
+                & (orders.c.open_shares > 0),
+            )
+        )
+        .where(positions.c.account_id == accounts.c.id)
+        .group_by(positions.c.symbol, positions.c.shares)
+        .having(or_(positions.c.shares > 0, offered > 0))
+        .lateral("holdings")
+    )
+    return select(
+        accounts.c.id.label("account_id"),
+        accounts.c.balance,
+        cash.c.reserved,
+        holdings.c.symbol,
+        holdings.c.shares,
+        holdings.c.reserved_shares,
+    ).select_from(accounts.join(cash, true()).outerjoin(holdings, true()))
+
+
+def _account_statement() -> Statement:
+    """One account's statement, its holdings in byte order of their symbols."""
+    lines = statements_with_holdings().where(accounts.c.id == bindparam("account_id"))
+    return Statement(
+        "account_statement", lines.order_by(lines.selected_columns.symbol.collate("C"))
+    )
+
+
+ACCOUNT_STATEMENT = _account_statement()
+
+
+def _open_orders() -> Statement:
+    """A page of the account's open orders after `:after`, oldest first, `:rows` at most:
+    a range of `open_orders_by_account` (see `_one_of`), starting where the last ended.
+
+    One row with no order when there are none, none when the account does not
+    exist; `symbol_known` is false when `:symbol` is given but does not exist.
+    """
+    symbol = bindparam("symbol", type_=Text)
+    page = (
+        select(
+            orders.c.id,
+            orders.c.symbol,
+            orders.c.side,
+            orders.c.shares,
+            orders.c.limit_price,
+            orders.c.open_shares,
+            orders.c.created_at,
+        )
+        .where(
+            _one_of(orders.c.account_id, accounts.c.id),
+            orders.c.id > bindparam("after", type_=BigInteger),
+            orders.c.open_shares > 0,
+            or_(symbol.is_(None), orders.c.symbol == symbol),
+        )
+        .order_by(orders.c.account_id, orders.c.id)
+        .limit(bindparam("rows", type_=Integer))
+        .lateral("page")
+    )
+    symbol_known = or_(
+        symbol.is_(None), select(symbols.c.symbol).where(symbols.c.symbol == symbol).exists()
+    )
+    return Statement(
+        "open_orders",
+        select(symbol_known.label("symbol_known"), page)
+        .select_from(accounts.outerjoin(page, true()))
+        .where(accounts.c.id == bindparam("account_id"))
+        .order_by(page.c.id),
+    )
+
+
+OPEN_ORDERS = _open_orders()
+
+
+def _price_levels(is_buy: bool):
+    """The best `:depth` price levels of one side of `:symbol`'s book, aggregated.
+
+    A walk down the side's partial index (book_buys or book_sells): each step
+    finds the next distinct price with one index probe, then sums the orders
+    at that price, so the cost grows with the levels shown, not with the
+    orders resting beyond them.
+    """
+    price = orders.c.limit_price
+    on_side = (
+        orders.c.symbol == bindparam("symbol", type_=Text),
+        orders.c.side == _side(is_buy),
+        orders.c.open_shares > 0,
+    )
+    best_first = price.desc() if is_buy else price
+    first = (
+        select(price.label("price"), literal(1, Integer).label("level"))
+        .where(*on_side)
+        .order_by(best_first)
+        .limit(1)
+    )
+    levels = first.cte(f"{_side(is_buy)}_levels", recursive=True)
+    worse = price < levels.c.price if is_buy else price > levels.c.price
+    following = select(price).where(*on_side, worse).order_by(best_first).limit(1).scalar_subquery()
+    levels = levels.union_all(
+        select(following, levels.c.level + 1).where(
+            levels.c.price.is_not(None), levels.c.level < bindparam("depth", type_=Integer)
+        )
+    )
+    at_level = (
+        select(func.sum(orders.c.open_shares).label("shares"), func.count().label("orders"))
+        .where(*on_side, price == levels.c.price)
+        .lateral(f"{_side(is_buy)}_level")
+    )
+    return (
+        select(
+            literal(is_buy, Boolean).label("is_bid"),
+            levels.c.level,
+            levels.c.price,
+            at_level.c.shares,
+            at_level.c.orders,
+        )
+        .select_from(levels.join(at_level, true()))
+        .where(levels.c.price.is_not(None))
+    )
+
+
+def _book() -> Statement:
+    """Both sides of `:symbol`'s book, bids first, each best first; none if no such symbol.
+
+    A symbol with an empty book gives one row with no level.
+    """
+    sides = union_all(_price_levels(True), _price_levels(False)).subquery("sides")
+    return Statement(
+        "book",
+        select(sides.c.is_bid, sides.c.price, sides.c.shares, sides.c.orders)
+        .select_from(symbols.outerjoin(sides, true()))
+        .where(symbols.c.symbol == bindparam("symbol", type_=Text))
+        .order_by(sides.c.is_bid.desc(), sides.c.level),
+    )
+
+
+BOOK = _book()
+
+
+def _trades() -> Statement:
+    """`:symbol`'s `:limit` latest executions, newest first, through the `tape` index
+    (see `_one_of`).
+
+    One row with no trade when there are none, none when no such symbol.
+    """
+    recent = (
+        select(executions.c.id, executions.c.shares, executions.c.price, executions.c.executed_at)
+        .where(_one_of(executions.c.symbol, symbols.c.symbol))
+        .order_by(executions.c.symbol.desc(), executions.c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .lateral("recent")
+    )
+    return Statement(
+        "trades",
+        select(recent.c.shares, recent.c.price, recent.c.executed_at)
+        .select_from(symbols.outerjoin(recent, true()))
+        .where(symbols.c.symbol == bindparam("symbol", type_=Text))
+        .order_by(recent.c.id.desc()),
+    )
+
+
+TRADES = _trades()

@@ -2,7 +2,8 @@
 
 Every public method of `Exchange` is one database transaction: it commits
 whole or not at all, so no observer ever sees half of a money or share flow.
-A method that only reads sends one statement, which is its own snapshot.
+A method that only reads sends one statement, which is its own snapshot,
+and takes no locks.
 
 Locking order, the same in every transaction, which makes deadlocks
 impossible by construction:
@@ -32,10 +33,10 @@ with the first statement, see app/storage/session.py): an order is 2 when the
 first page of the book holds every order it takes (lock the symbol, then, in
 the same message, read the page, lock the accounts and draw the order's id;
 write everything, with COMMIT in the same message), a cancel 2 (lock the
-order's symbol, then cancel and refund; COMMIT), a query 1. READ COMMITTED
-takes a snapshot per statement, so the book is read by a statement that
-starts after the symbol's lock is granted, never by the one that waits for
-it: the two travel in one message, but they are two statements.
+order's symbol, then cancel and refund; COMMIT), a query or a read 1. READ
+COMMITTED takes a snapshot per statement, so the book is read by a statement
+that starts after the symbol's lock is granted, never by the one that waits
+for it: the two travel in one message, but they are two statements.
 """
 
 import contextlib
@@ -62,13 +63,30 @@ from app.exchange.commands import (
     CancelOrder,
     CreateAccount,
     CreateSymbol,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
 from app.exchange.errors import Reason, Rejected
 from app.exchange.matching import Resting, match, settle
-from app.exchange.results import Cancellation, Fill, Opened, OrderView
+from app.exchange.results import (
+    AccountStatement,
+    Book,
+    Cancellation,
+    Fill,
+    Holding,
+    Opened,
+    OpenOrder,
+    OpenOrders,
+    OrderView,
+    PriceLevel,
+    Trade,
+    Trades,
+)
 from app.storage.schema import missing_tables
 from app.storage.session import Statement, Transaction, read
 
@@ -364,6 +382,76 @@ class Exchange:
         canceled = _cancellation(first.canceled_shares, first.canceled_at)
         return OrderView(command.order_id, Decimal(0), canceled, _fills(rows))
 
+    # -- reading the market and one's account (SPEC §7) -----------------------
+    # Each is one statement, so one snapshot, and takes no locks: not the
+    # symbol's, not the accounts'. A read never waits for matching, and
+    # matching never waits for a read.
+
+    def account_statement(self, command: ShowAccount) -> AccountStatement:
+        """Cash and holdings, each with what the open orders hold; takes no locks."""
+        rows = self._read("account_statement", sql.ACCOUNT_STATEMENT, account_id=command.account_id)
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_ACCOUNT)
+        holdings = tuple(
+            Holding(row.symbol, row.shares, row.reserved_shares)
+            for row in rows
+            if row.symbol is not None
+        )
+        return AccountStatement(command.account_id, rows[0].balance, rows[0].reserved, holdings)
+
+    def open_orders(self, command: ListOrders) -> OpenOrders:
+        """A page of the account's open orders, oldest first; takes no locks.
+
+        One order more than the page is read, to tell whether more remain.
+        """
+        rows = self._read(
+            "open_orders",
+            sql.OPEN_ORDERS,
+            account_id=command.account_id,
+            symbol=command.symbol,
+            after=command.after,
+            rows=sql.OPEN_ORDERS_PAGE + 1,
+        )
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_ACCOUNT)
+        if not rows[0].symbol_known:
+            raise Rejected(Reason.NO_SUCH_SYMBOL)
+        listed = [
+            OpenOrder(
+                row.id,
+                row.symbol,
+                row.shares if row.side == "buy" else -row.shares,
+                row.limit_price,
+                row.open_shares,
+                _epoch_seconds(row.created_at),
+            )
+            for row in rows
+            if row.id is not None
+        ]
+        more = len(listed) > sql.OPEN_ORDERS_PAGE
+        return OpenOrders(tuple(listed[: sql.OPEN_ORDERS_PAGE]), more)
+
+    def book(self, command: ShowBook) -> Book:
+        """The symbol's best price levels a side, aggregated in SQL; takes no locks."""
+        rows = self._read("book", sql.BOOK, symbol=command.symbol, depth=command.depth)
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_SYMBOL)
+        return Book(command.symbol, _levels(rows, is_bid=True), _levels(rows, is_bid=False))
+
+    def trades(self, command: ShowTrades) -> Trades:
+        """The symbol's latest executions, newest first; takes no locks."""
+        rows = self._read("trades", sql.TRADES, symbol=command.symbol, limit=command.limit)
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_SYMBOL)
+        return Trades(
+            command.symbol,
+            tuple(
+                Trade(row.shares, row.price, _epoch_seconds(row.executed_at))
+                for row in rows
+                if row.shares is not None
+            ),
+        )
+
 
 # -- the steps transactions are made of -------------------------------------
 
@@ -384,6 +472,15 @@ def _epoch_seconds(moment) -> int:
 
 def _cancellation(shares: Decimal, moment) -> Cancellation | None:
     return Cancellation(shares, _epoch_seconds(moment)) if moment is not None else None
+
+
+def _levels(rows: list[tuple], is_bid: bool) -> tuple[PriceLevel, ...]:
+    """One side's price levels from the book's rows (an empty book: one null row)."""
+    return tuple(
+        PriceLevel(row.price, row.shares, row.orders)
+        for row in rows
+        if row.price is not None and row.is_bid == is_bid
+    )
 
 
 def _fills(rows: list[tuple]) -> tuple[Fill, ...]:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from enum import Enum
 
 BIGINT_MAX = 2**63 - 1
+MOST_SHOWN = 1000  # the largest `depth` or `limit` a read accepts (SPEC §7)
 WHITESPACE = " \t\r\n"
 SHOWN_CHARS = 32
 
@@ -39,6 +40,7 @@ class Flaw(Enum):
     NEGATIVE = "{name} must not be negative"
     NOT_POSITIVE = "{name} must be greater than 0"
     ZERO = "{name} must not be 0"
+    COUNT = f"malformed {{name}} {{shown}}: must be a whole number from 1 to {MOST_SHOWN}"
 
 
 class InvalidValue(ValueError):
@@ -66,6 +68,14 @@ def order_id(raw: str | None, name: str) -> int:
     if match is None or int(match[1]) > BIGINT_MAX:
         raise InvalidValue(Flaw.ORDER_ID, name, text)
     return int(match[1])
+
+
+def count(raw: str | None, name: str) -> int:
+    """How many levels or trades to show: a plain decimal (SPEC §1) whole from 1 to MOST_SHOWN."""
+    value = decimal(raw, name)
+    if value != value.to_integral_value() or not 1 <= value <= MOST_SHOWN:
+        raise InvalidValue(Flaw.COUNT, name, raw.strip(WHITESPACE))
+    return int(value)
 
 
 def non_negative(raw: str | None, name: str) -> Decimal:

@@ -4,21 +4,28 @@ A document that cannot be answered child by child raises `ProtocolError`;
 a child that is wrong on its own becomes an `Item` carrying its problem.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from enum import Enum
 
 from lxml import etree
 
 from app.exchange.commands import (
+    BOOK_DEPTH,
+    TAPE_LENGTH,
     CancelOrder,
     CreateAccount,
     CreateSymbol,
     Echo,
     Item,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
+    Read,
     Request,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
 from app.protocol import numbers
 from app.protocol.numbers import InvalidValue
@@ -214,11 +221,64 @@ def _cancel(element: etree._Element, account: str) -> CancelOrder:
     return CancelOrder(account_id=account, order_id=numbers.order_id(element.get("id"), "order id"))
 
 
+# Reads take their attributes from anything with `.get`: an element, or HTTP parameters.
+Attributes = etree._Element | Mapping[str, str | None]
+
+
+def _show_account(attributes: Attributes, account: str) -> ShowAccount:
+    return ShowAccount(account_id=account)
+
+
+def _list_orders(attributes: Attributes, account: str) -> ListOrders:
+    return ListOrders(
+        account_id=account,
+        symbol=_optional(attributes, "sym", numbers.symbol, "symbol", None),
+        after=_optional(attributes, "after", numbers.order_id, "after", 0),
+    )
+
+
+def _show_book(attributes: Attributes, account: str | None) -> ShowBook:
+    return ShowBook(
+        symbol=numbers.symbol(attributes.get("sym"), "symbol"),
+        depth=_optional(attributes, "depth", numbers.count, "depth", BOOK_DEPTH),
+    )
+
+
+def _show_trades(attributes: Attributes, account: str | None) -> ShowTrades:
+    return ShowTrades(
+        symbol=numbers.symbol(attributes.get("sym"), "symbol"),
+        limit=_optional(attributes, "limit", numbers.count, "limit", TAPE_LENGTH),
+    )
+
+
+def _optional(attributes: Attributes, attribute: str, validate, name: str, default):
+    """An attribute that may be left out; given, it must be valid, even if empty."""
+    raw = attributes.get(attribute)
+    return default if raw is None else validate(raw, name)
+
+
+READS = {
+    "account": (_show_account, ()),
+    "orders": (_list_orders, ("sym", "after")),
+    "book": (_show_book, ("sym", "depth")),
+    "trades": (_show_trades, ("sym", "limit")),
+}
+
 TRANSACTIONS = {
     "order": (_place, ("sym", "amount", "limit")),
     "query": (_query, ("id",)),
     "cancel": (_cancel, ("id",)),
+    **READS,
 }
+
+
+def parse_read(kind: str, attributes: Attributes, account: str | None = None) -> Read:
+    """A read from HTTP parameters named as the XML attributes, validated the same way.
+
+    Raises `InvalidValue` naming the first parameter that is wrong.
+    """
+    build, _ = READS[kind]
+    return build(attributes, account)
 
 
 def _transactions(root: etree._Element) -> Request:

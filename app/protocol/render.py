@@ -1,12 +1,31 @@
-"""Results to the `<results>` reply document (SPEC §3), built with lxml so user text is escaped."""
+"""Results to the `<results>` reply document (SPEC §3), built with lxml so user text is escaped.
 
+A read's report (SPEC §7) is also a document of its own, for `GET`: the same
+element as the root, or the same fields as JSON.
+"""
+
+import json
 import re
 from collections.abc import Iterable
 
 from lxml import etree
 
 from app.exchange.commands import Echo
-from app.exchange.results import Canceled, Created, Failed, Opened, OrderView, Result, Status
+from app.exchange.results import (
+    AccountStatement,
+    Book,
+    Canceled,
+    Created,
+    Failed,
+    Opened,
+    OpenOrders,
+    OrderView,
+    PriceLevel,
+    Report,
+    Result,
+    Status,
+    Trades,
+)
 from app.protocol.numbers import format_decimal
 
 # Anything XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF).
@@ -27,6 +46,108 @@ def render_error(message: str) -> bytes:
     return _serialize(results)
 
 
+def render_report(report: Report | Failed) -> bytes:
+    """A read's report as the document's root element; a failure as the error document."""
+    if isinstance(report, Failed):
+        return render_error(report.reason)
+    return _serialize(_report_element(report))
+
+
+def render_json(report: Report | Failed) -> bytes:
+    """A read's report as a JSON object with the XML's fields, a failure as `{"error": why}`.
+
+    Each kind of child becomes a list named by the plural of its tag (`bids`,
+    `positions`), present even when empty. Decimals are strings in canonical
+    form, so no reader turns them into binary floats; order ids are strings
+    too (they may exceed 2**53); times and counts are numbers, `more` a boolean.
+    """
+    if isinstance(report, Failed):
+        return json.dumps({"error": report.reason}).encode()
+    _, fields, children = _report_fields(report)
+    lists = {f"{child}s": items for child, items in children.items()}
+    return json.dumps({**fields, **lists}).encode()
+
+
+Fields = dict[str, str | int | bool]
+
+
+def _report_fields(report: Report) -> tuple[str, Fields, dict[str, list[Fields]]]:
+    """The report's tag, its own fields, and its children's fields by tag, in document order."""
+    match report:
+        case AccountStatement():
+            own = {
+                "id": report.account_id,
+                "balance": format_decimal(report.balance),
+                "reserved": format_decimal(report.reserved),
+            }
+            positions = [
+                {
+                    "sym": holding.symbol,
+                    "shares": format_decimal(holding.shares),
+                    "reserved": format_decimal(holding.reserved),
+                }
+                for holding in report.holdings
+            ]
+            return "account", own, {"position": positions}
+        case OpenOrders():
+            orders = [
+                {
+                    "id": str(order.order_id),
+                    "sym": order.symbol,
+                    "amount": format_decimal(order.amount),
+                    "limit": format_decimal(order.limit),
+                    "open": format_decimal(order.open_shares),
+                    "time": order.time,
+                }
+                for order in report.orders
+            ]
+            return "orders", {"more": report.more}, {"order": orders}
+        case Book():
+            sides = {"bid": _levels(report.bids), "ask": _levels(report.asks)}
+            return "book", {"sym": report.symbol}, sides
+        case Trades():
+            trades = [
+                {
+                    "shares": format_decimal(trade.shares),
+                    "price": format_decimal(trade.price),
+                    "time": trade.time,
+                }
+                for trade in report.trades
+            ]
+            return "trades", {"sym": report.symbol}, {"trade": trades}
+    raise TypeError(f"cannot render {report!r}")
+
+
+def _levels(levels: tuple[PriceLevel, ...]) -> list[Fields]:
+    return [
+        {
+            "price": format_decimal(level.price),
+            "shares": format_decimal(level.shares),
+            "orders": level.orders,
+        }
+        for level in levels
+    ]
+
+
+def _report_element(report: Report) -> etree._Element:
+    tag, fields, children = _report_fields(report)
+    element = etree.Element(tag)
+    _set(element, fields)
+    for child, items in children.items():
+        for item in items:
+            _set(etree.SubElement(element, child), item)
+    return element
+
+
+def _set(element: etree._Element, fields: Fields) -> None:
+    """Attributes in order; a flag is written `"true"` when set and left out when not."""
+    for name, value in fields.items():
+        if value is True:
+            element.set(name, "true")
+        elif value is not False:
+            element.set(name, _safe(str(value)))
+
+
 def _reply(results: etree._Element, echo: Echo, result: Result) -> None:
     match result:
         case Created():
@@ -39,6 +160,8 @@ def _reply(results: etree._Element, echo: Echo, result: Result) -> None:
             _order(_child(results, "canceled", echo), order, show_open=False)
         case Failed(reason=reason):
             _child(results, "error", echo).text = _safe(reason)
+        case AccountStatement() | OpenOrders() | Book() | Trades():
+            results.append(_report_element(result))
         case _:
             raise TypeError(f"cannot render {result!r}")
 
@@ -79,5 +202,5 @@ def _safe(text: str) -> str:
     return NOT_XML.sub("\ufffd", text)
 
 
-def _serialize(results: etree._Element) -> bytes:
-    return etree.tostring(results, xml_declaration=True, encoding="UTF-8") + b"\n"
+def _serialize(root: etree._Element) -> bytes:
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"

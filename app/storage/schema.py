@@ -130,6 +130,15 @@ Index(
     postgresql_where=(orders.c.side == "sell") & (orders.c.open_shares > 0),
 )
 
+# An account's open orders in arrival order: its statement's reservations and its
+# pages of open orders read these alone, however many orders it placed before.
+Index(
+    "open_orders_by_account",
+    orders.c.account_id,
+    orders.c.id,
+    postgresql_where=orders.c.open_shares > 0,
+)
+
 executions = Table(
     "executions",
     metadata,
@@ -144,15 +153,22 @@ executions = Table(
     CheckConstraint("price > 0", name="execution_price_positive"),
 )
 
+# The tape: a symbol's executions newest first (ids grow in execution order per
+# symbol, as executions are written under the symbol's lock).
+Index("tape", executions.c.symbol, executions.c.id)
+
 # Any constant works; it only has to be the same for every process creating the schema.
 _SCHEMA_LOCK = 0x45584348
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables once; concurrent callers queue on an advisory lock."""
+    """Create missing tables and indexes once; concurrent callers queue on an advisory lock."""
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
         metadata.create_all(connection, checkfirst=True)
+        for table in metadata.sorted_tables:  # indexes added since the tables were created
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
 
 
 def missing_tables(connection: Connection) -> list[str]:

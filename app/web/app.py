@@ -6,13 +6,21 @@ import falcon
 from sqlalchemy.exc import DBAPIError
 
 from app.config import Config
+from app.exchange.errors import Rejected
+from app.exchange.results import Failed
 from app.exchange.transactions import Exchange
-from app.protocol import DocumentTooLarge, MalformedDocument, render_error
+from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
 from app.storage.engine import exchange_engine
 from app.web import metrics
+from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
-from app.web.resources import XML, LivenessResource, ReadinessResource, RequestsResource
+from app.web.resources import (
+    LivenessResource,
+    ReadinessResource,
+    ReportResource,
+    RequestsResource,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,12 @@ def create_app(config: Config) -> falcon.App:
     observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms, DatabaseOutage())
 
     app = falcon.App(media_type=XML, middleware=[observer])
+    app.resp_options.media_handlers.update(HANDLERS)
     app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
+    app.add_route("/symbols/{sym}/book", ReportResource(exchange, "book", ("depth",)))
+    app.add_route("/symbols/{sym}/trades", ReportResource(exchange, "trades", ("limit",)))
+    app.add_route("/accounts/{id}", ReportResource(exchange, "account"))
+    app.add_route("/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after")))
     readiness = ReadinessResource(exchange)
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
@@ -33,19 +46,26 @@ def create_app(config: Config) -> falcon.App:
     app.add_route("/metrics", metrics.MetricsResource())
     app.add_error_handler(MalformedDocument, _reply_error(falcon.HTTP_400))
     app.add_error_handler(DocumentTooLarge, _reply_error(falcon.HTTP_413))
+    app.add_error_handler(InvalidValue, _reply_error(falcon.HTTP_400, negotiate=True))
+    app.add_error_handler(Rejected, _reply_error(falcon.HTTP_404, negotiate=True))
     app.add_error_handler(DBAPIError, _database_unavailable)
     app.set_error_serializer(_serialize_http_error)
     return app
 
 
-def _reply_error(status: str):
-    """A handler answering a protocol error with the `<results><error>` document."""
+def _reply_error(status: str, negotiate: bool = False):
+    """A handler answering an error with one `<error>` (or, negotiated, maybe JSON).
+
+    Errors of a request document are always XML, its protocol's format; the
+    errors of reads (a malformed parameter, an unknown symbol or account) are
+    in the format the client asked for. Reads only refuse what is not there.
+    """
 
     def handle(req, resp, error, params):
         req.context.error = str(error)
         resp.status = status
-        resp.content_type = XML
-        resp.data = render_error(str(error))
+        resp.content_type = negotiated(req) if negotiate else XML
+        resp.media = Failed(str(error))
 
     return handle
 
@@ -55,12 +75,12 @@ def _database_unavailable(req, resp, error, params):
     req.context.error = "database unavailable"
     req.context.database_error = str(error.orig or error).strip().splitlines()[0]
     resp.status = falcon.HTTP_503
-    resp.content_type = XML
-    resp.data = render_error("database unavailable: the request was not completed")
+    resp.content_type = negotiated(req)
+    resp.media = Failed("database unavailable: the request was not completed")
 
 
 def _serialize_http_error(req, resp, error: falcon.HTTPError) -> None:
-    """Falcon's own errors (404, 405, ...) in the same XML shape as ours."""
+    """Falcon's own errors (404, 405, ...) in the same shape as ours, in the format asked for."""
     message = error.title if not error.description else f"{error.title}: {error.description}"
-    resp.content_type = XML
-    resp.data = render_error(message)
+    resp.content_type = negotiated(req)
+    resp.media = Failed(message)

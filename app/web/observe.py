@@ -1,4 +1,4 @@
-"""One log line and the metrics of every request document, whatever its outcome.
+"""One log line and the metrics of every request document and every read, whatever its outcome.
 
 The line is `key=value` pairs (logfmt), at info level; bad input (4xx),
 requests refused for want of the database (503) and requests slower than
@@ -21,11 +21,17 @@ from app.web.outage import DatabaseOutage
 
 log = logging.getLogger("app.web.requests")
 
-OUTCOMES = {200: "ok", 400: "bad_request", 413: "too_large", 503: "unavailable"}
+OUTCOMES = {
+    200: "ok",
+    400: "bad_request",
+    404: "not_found",
+    413: "too_large",
+    503: "unavailable",
+}
 
 
 class RequestObserver:
-    """Falcon middleware; the requests resource fills `req.context` as it goes."""
+    """Falcon middleware; the requests and report resources fill `req.context` as they go."""
 
     def __init__(self, counters: metrics.ExchangeCounters, slow_ms: float, outage: DatabaseOutage):
         self._counters = counters
@@ -37,7 +43,7 @@ class RequestObserver:
 
     def process_response(self, req, resp, resource, req_succeeded: bool) -> None:
         kind = req.context.get("kind")
-        if kind is None:  # not a request document: health checks, metrics, unknown paths
+        if kind is None:  # neither a request document nor a read: health, metrics, unknown paths
             return
         seconds = time.perf_counter() - req.context.started
         status = resp.status_code

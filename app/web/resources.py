@@ -6,11 +6,11 @@ import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
 
-from app.exchange.service import answer, database_failed
+from app.exchange.service import answer, database_failed, perform
 from app.exchange.transactions import Exchange
-from app.protocol import DocumentTooLarge, parse_request, render_results
-
-XML = "application/xml"
+from app.protocol import DocumentTooLarge, parse_read, parse_request, render_results
+from app.protocol.numbers import account_id
+from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,30 @@ class RequestsResource:
                 raise DocumentTooLarge(limit)
             return req.bounded_stream.read()
         return req.stream.read(limit + 1)
+
+
+class ReportResource:
+    """`GET` of a read (SPEC §7): path and query parameters in, its report out.
+
+    Parameters are named and validated as the XML attributes are; one given
+    twice is refused, not guessed. A refusal (unknown symbol or account) and
+    a malformed parameter raise, answered by the app's error handlers.
+    """
+
+    def __init__(self, exchange: Exchange, kind: str, query: tuple[str, ...] = ()):
+        self._exchange = exchange
+        self._kind = kind
+        self._query = query
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
+        req.context.kind = self._kind
+        req.context.account = path.get("id")
+        resp.content_type = negotiated(req)
+        query = {name: req.get_param(name, allow_multiple=False) for name in self._query}
+        account = account_id(path["id"], "account id") if "id" in path else None
+        report = perform(self._exchange, parse_read(self._kind, query | path, account))
+        req.context.replies = [((), report)]
+        resp.media = report
 
 
 class LivenessResource:

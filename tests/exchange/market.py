@@ -8,13 +8,26 @@ from app.exchange.commands import (
     CancelOrder,
     CreateAccount,
     CreateSymbol,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
-from app.exchange.results import OrderView
+from app.exchange.results import AccountStatement, Book, OpenOrders, OrderView, PriceLevel, Trades
 from app.exchange.transactions import Exchange
 from app.storage.schema import accounts, positions
+
+WORKED_EXAMPLE = (  # SPEC §4, orders 1 to 6 on symbol X: (account, amount, limit)
+    ("1", 300, 125),
+    ("2", -100, 130),
+    ("1", 200, 127),
+    ("2", -500, 128),
+    ("2", -200, 140),
+    ("1", 400, 125),
+)
 
 
 class Market:
@@ -48,6 +61,18 @@ class Market:
     def cancel(self, account_id: str, order_id: int) -> OrderView:
         return self.exchange.cancel_order(CancelOrder(account_id, order_id))
 
+    def statement(self, account_id: str) -> AccountStatement:
+        return self.exchange.account_statement(ShowAccount(account_id))
+
+    def open_orders(self, account_id: str, symbol: str | None = None, after: int = 0) -> OpenOrders:
+        return self.exchange.open_orders(ListOrders(account_id, symbol, after))
+
+    def book(self, symbol: str, depth: int = 10) -> Book:
+        return self.exchange.book(ShowBook(symbol, depth))
+
+    def trades(self, symbol: str, limit: int = 50) -> Trades:
+        return self.exchange.trades(ShowTrades(symbol, limit))
+
     def balance(self, account_id: str) -> Decimal:
         with self.engine.connect() as connection:
             return connection.execute(
@@ -67,3 +92,8 @@ class Market:
 def fills(view: OrderView) -> list[tuple[Decimal, Decimal]]:
     """An order's executions as (shares, price) pairs, oldest first."""
     return [(fill.shares, fill.price) for fill in view.fills]
+
+
+def levels(side: tuple[PriceLevel, ...]) -> list[tuple[Decimal, Decimal, int]]:
+    """A side of a book as (price, shares, orders) triples, best first."""
+    return [(level.price, level.shares, level.orders) for level in side]

@@ -37,6 +37,9 @@ class ModelExchange:
     positions: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     symbols: set[str] = field(default_factory=set)
     orders: list[Order] = field(default_factory=list)
+    tape: list[tuple[str, Decimal, Decimal]] = field(
+        default_factory=list
+    )  # (symbol, shares, price)
 
     # -- §3.1 create ----------------------------------------------------------
 
@@ -125,6 +128,44 @@ class ModelExchange:
         for order in (incoming, resting):
             order.open -= shares
             order.fills.append((shares, price))
+        self.tape.append((incoming.symbol, shares, price))
+
+    # -- §7 reads -------------------------------------------------------------
+
+    def statement(self, account: str) -> tuple[Decimal, Decimal, list[tuple]]:
+        """Balance, cash held by open buys, and holdings (symbol, shares, held by open sells)."""
+        mine = self.open_orders(account)
+        reserved = sum((o.open * o.limit for o in mine if o.is_buy), Decimal(0))
+        held = {
+            symbol: shares for (owner, symbol), shares in self.positions.items() if owner == account
+        }
+        holdings = []
+        for symbol in sorted(held, key=str.encode):  # byte order
+            offered = sum((o.open for o in mine if not o.is_buy and o.symbol == symbol), Decimal(0))
+            if held[symbol] or offered:
+                holdings.append((symbol, held[symbol], offered))
+        return self.balances[account], reserved, holdings
+
+    def open_orders(self, account: str) -> list[Order]:
+        """Oldest first: ids grow in arrival order."""
+        return [order for order in self.orders if order.account == account and order.open > 0]
+
+    def book(self, symbol: str) -> tuple[list[tuple], list[tuple]]:
+        """(price, open shares, orders) per level: bids dearest first, asks cheapest first."""
+        sides = {True: {}, False: {}}
+        for order in self.orders:
+            if order.symbol == symbol and order.open > 0:
+                shares, count = sides[order.is_buy].get(order.limit, (Decimal(0), 0))
+                sides[order.is_buy][order.limit] = (shares + order.open, count + 1)
+        bids = [(price, *level) for price, level in sorted(sides[True].items(), reverse=True)]
+        asks = [(price, *level) for price, level in sorted(sides[False].items())]
+        return bids, asks
+
+    def trades(self, symbol: str) -> list[tuple[Decimal, Decimal]]:
+        """(shares, price) of the symbol's executions, newest first."""
+        return [
+            (shares, price) for traded, shares, price in reversed(self.tape) if traded == symbol
+        ]
 
     # -- helpers ----------------------------------------------------------------
 

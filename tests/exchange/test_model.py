@@ -4,7 +4,8 @@ Hypothesis drives random sequences of creates, mints, buys and sells (fractional
 amounts, limits on a small price grid so that orders cross often), queries and
 cancels through `Exchange` on PostgreSQL and through `tests/exchange/model.py`,
 and requires the same reply to every command and the same balances, positions
-and order states after every step; the ledger audit must pass after every step
+and order states after every step, and the same statements, open orders, books
+and tapes as the reads show them; the ledger audit must pass after every step
 too.
 
 `HYPOTHESIS_PROFILE=thorough` (see tests/conftest.py) explores far more and
@@ -32,9 +33,13 @@ from app.exchange.commands import (
     CancelOrder,
     CreateAccount,
     CreateSymbol,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
 from app.exchange.errors import Rejected
 from app.exchange.results import Opened, OrderView
@@ -42,6 +47,7 @@ from app.exchange.transactions import Exchange
 from app.storage.schema import accounts, orders, positions
 from tests.conftest import empty_tables
 from tests.exchange import model
+from tests.exchange.market import levels
 from tests.exchange.model import ModelExchange, Refused
 
 ACCOUNTS = st.sampled_from(["1", "2", "3", "007"])
@@ -71,6 +77,12 @@ def summary(order: OrderView | model.Order) -> tuple:
     canceled = order.canceled.shares if order.canceled else None
     fills = tuple((fill.shares, fill.price) for fill in order.fills)
     return order.open_shares, canceled, fills
+
+
+def amount(order: model.Order) -> Decimal:
+    """The amount as placed, signed: what is open, canceled and executed, all together."""
+    shares = order.open + order.canceled + sum((shares for shares, _ in order.fills), Decimal(0))
+    return shares if order.is_buy else -shares
 
 
 class ExchangeAgreesWithModel(RuleBasedStateMachine):
@@ -152,6 +164,26 @@ class ExchangeAgreesWithModel(RuleBasedStateMachine):
             self.real_ids[order.order_id]: (order.open, order.canceled)
             for order in self.model.orders
         }
+
+    @invariant()
+    def reads_agree_with_model(self):
+        """Statements, open orders, books and tapes, read as a client reads them (SPEC §7)."""
+        for account in self.model.balances:
+            statement = self.real.account_statement(ShowAccount(account))
+            holdings = [(h.symbol, h.shares, h.reserved) for h in statement.holdings]
+            assert (statement.balance, statement.reserved, holdings) == self.model.statement(
+                account
+            )
+            listed = self.real.open_orders(ListOrders(account)).orders
+            assert [(o.order_id, o.symbol, o.amount, o.limit, o.open_shares) for o in listed] == [
+                (self.real_ids[o.order_id], o.symbol, amount(o), o.limit, o.open)
+                for o in self.model.open_orders(account)
+            ]
+        for symbol in self.model.symbols:
+            book = self.real.book(ShowBook(symbol, depth=1000))
+            assert (levels(book.bids), levels(book.asks)) == self.model.book(symbol)
+            tape = self.real.trades(ShowTrades(symbol, limit=1000)).trades
+            assert [(trade.shares, trade.price) for trade in tape] == self.model.trades(symbol)
 
     @invariant()
     def books_balance(self):

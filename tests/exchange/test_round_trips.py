@@ -68,3 +68,14 @@ def test_an_order_outrunning_the_first_page_runs_again_with_a_longer_one(traders
     assert len(sent) == 2 + 2  # the first page, rolled back; then the whole order
     assert traders.query("1", order).open_shares == 0
     assert len(traders.query("1", order).fills) == resting
+
+
+def test_each_read_takes_one_round_trip_and_no_transaction(traders, sent):
+    traders.buy("1", "X", 10, 100)
+    sent.clear()
+    traders.statement("1")
+    traders.open_orders("1")
+    traders.book("X")
+    traders.trades("X")
+    assert len(sent) == 4
+    assert not any(statement.startswith("BEGIN") for statement in sent)

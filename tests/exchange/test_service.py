@@ -12,8 +12,10 @@ from app.exchange.commands import (
     PlaceOrder,
     QueryOrder,
     Request,
+    ShowAccount,
+    ShowBook,
 )
-from app.exchange.results import Created, Failed, Opened, Status
+from app.exchange.results import Book, Created, Failed, Opened, Status
 from app.exchange.service import answer
 
 
@@ -113,3 +115,34 @@ def test_rejected_order_reply_names_the_reason(market, balance):
     market.grant("1", "X", 1)
     [(_, result)] = answer(market.exchange, trade("1", Item((), PlaceOrder("1", "X", D(5), D(1)))))
     assert isinstance(result, Failed) and "insufficient funds" in result.reason
+
+
+def test_a_read_sees_the_orders_before_it_in_the_same_request(market):
+    market.account("1", 100)
+    market.grant("1", "X", 10)
+    replies = answer(
+        market.exchange,
+        trade(
+            "1",
+            Item((), ShowBook("X")),
+            Item((), PlaceOrder("1", "X", D(-5), D(2))),
+            Item((), ShowBook("X")),
+            Item((), ShowAccount("1")),
+        ),
+    )
+    before, _, after, statement = results(replies)
+    assert isinstance(before, Book) and before.asks == ()
+    assert [(level.price, level.shares) for level in after.asks] == [(2, 5)]
+    assert [(h.symbol, h.shares, h.reserved) for h in statement.holdings] == [("X", 5, 5)]
+
+
+def test_a_refused_read_fails_echoing_its_attributes(market):
+    market.account("1", 100)
+    echo = (("sym", "NOPE"), ("depth", "3"))
+    replies = answer(market.exchange, trade("1", Item(echo, ShowBook("NOPE", 3))))
+    assert replies == [(echo, Failed("no such symbol"))]
+
+
+def test_reads_of_an_unknown_acting_account_fail(market):
+    replies = answer(market.exchange, trade("404", Item((), ShowAccount("404"))))
+    assert results(replies) == [Failed("no such account")]

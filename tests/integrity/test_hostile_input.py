@@ -1,10 +1,11 @@
-"""SPEC §1, §3 and §3.3 end to end: hostile and invalid input over HTTP and over the TCP shim.
+"""SPEC §1, §3, §3.3 and §7 end to end: hostile and invalid input over HTTP and the TCP shim.
 
 One table, every row sent over both paths to the session's real servers. Each
 row names its exact outcome: a whole-document `<error>` with its HTTP status,
 or the `<results>` children one for one. After every row the service is
 healthy and not one row of any table has changed. (tests/protocol/test_hostile.py
-checks the parser itself with the same documents.)
+checks the parser itself with the same documents.) A second table sends hostile
+reads as `GET` parameters.
 """
 
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ WHOLE_DIGITS = "more than 12 digits before the decimal point"
 FRACTION_DIGITS = "more than 8 digits after the decimal point"
 NOT_ACCOUNT = "must be 1 to 64 ASCII digits"
 NOT_SYMBOL = "must be 1 to 32 ASCII letters and digits"
+COUNT_RANGE = "must be a whole number from 1 to 1000"
 
 
 def nested(depth: int) -> bytes:
@@ -357,6 +359,52 @@ CATALOGUE = {
         b'<transactions id="2"/>',
         each(error("transactions element has no children")),
     ),
+    # -- SPEC §7: reads with malformed or out-of-range attributes, echoed as sent
+    "book-depth-zero": (
+        attacker('<book sym="SPY" depth="0"/>'),
+        each(error(malformed("depth", "'0'", COUNT_RANGE), sym="SPY", depth="0")),
+    ),
+    "book-depth-past-1000": (
+        attacker('<book sym="SPY" depth="1001"/>'),
+        each(error(malformed("depth", "'1001'", COUNT_RANGE), sym="SPY", depth="1001")),
+    ),
+    "book-depth-exponent": (
+        attacker('<book sym="SPY" depth="1e2"/>'),
+        each(error(malformed("depth", "'1e2'", EXPONENT), sym="SPY", depth="1e2")),
+    ),
+    "trades-limit-fraction": (
+        attacker('<trades sym="SPY" limit="2.5"/>'),
+        each(error(malformed("limit", "'2.5'", COUNT_RANGE), sym="SPY", limit="2.5")),
+    ),
+    "trades-limit-nan": (
+        attacker('<trades sym="SPY" limit="NaN"/>'),
+        each(error(malformed("limit", "'NaN'", NOT_FINITE), sym="SPY", limit="NaN")),
+    ),
+    "trades-unknown-symbol": (
+        attacker('<trades sym="NOPE"/>'),
+        each(error("no such symbol", sym="NOPE")),
+    ),
+    "book-without-sym": (attacker('<book depth="5"/>'), each(error("missing symbol", depth="5"))),
+    "orders-after-negative": (
+        attacker('<orders after="-1"/>'),
+        each(error(malformed("after", "'-1'", ORDER_ID_RANGE), after="-1")),
+    ),
+    "orders-sym-malformed": (
+        attacker('<orders sym="S P"/>'),
+        each(error(malformed("symbol", "'S P'", NOT_SYMBOL), sym="S P")),
+    ),
+    "orders-unknown-symbol": (
+        attacker('<orders sym="NOPE" after="1"/>'),
+        each(error("no such symbol", sym="NOPE", after="1")),
+    ),
+    "reads-of-an-unknown-account": (
+        b'<transactions id="404"><account/><book sym="SPY"/><orders after="1"/></transactions>',
+        each(
+            error("no such account"),
+            error("no such account", sym="SPY"),
+            error("no such account", after="1"),
+        ),
+    ),
 }
 
 
@@ -395,3 +443,36 @@ def test_hostile_input_gets_its_specified_error_and_changes_nothing(
     assert snapshot(engine) == before
     assert broken_rules(engine) == []
     assert requests.get(f"{server}/health", timeout=10).status_code == 200
+
+
+# SPEC §7 over `GET`: (path and query, status, the error's start), against the real server.
+HOSTILE_READS = {
+    "depth-zero": ("/symbols/SPY/book?depth=0", 400, malformed("depth", "'0'", COUNT_RANGE)),
+    "limit-thousands-of-digits": (
+        "/symbols/SPY/trades?limit=" + "9" * 3000,
+        400,
+        "malformed limit '99999999999999999999999999999999'...",
+    ),
+    "after-twice": ("/accounts/2/orders?after=1&after=1", 400, "Invalid parameter"),
+    "sym-invalid-utf8": ("/accounts/2/orders?sym=%FF", 400, "malformed symbol"),
+    "account-nul": ("/accounts/%00/orders", 400, "malformed account id"),
+    "unknown-symbol": ("/symbols/NOPE/trades", 404, "no such symbol"),
+    "unknown-account": ("/accounts/404", 404, "no such account"),
+}
+
+
+@pytest.mark.parametrize("target, status, message", HOSTILE_READS.values(), ids=HOSTILE_READS)
+def test_hostile_read_over_get_gets_its_error_and_changes_nothing(
+    target, status, message, server, market_under_attack
+):
+    before = snapshot(market_under_attack)
+    response = requests.get(f"{server}{target}", timeout=30)
+    assert response.status_code == status
+    [(tag, attributes, text)] = children(response.content)
+    assert (tag, attributes) == ("error", {}) and text.startswith(message), text
+    assert snapshot(market_under_attack) == before
+
+
+def test_an_account_lists_only_its_own_open_orders_over_get(server, market_under_attack):
+    listed = etree.fromstring(requests.get(f"{server}/accounts/2/orders", timeout=30).content)
+    assert [order.get("id") for order in listed] == [OWN_OPEN]

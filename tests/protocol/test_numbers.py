@@ -10,6 +10,7 @@ from app.protocol import format_decimal
 from app.protocol.numbers import (
     InvalidValue,
     account_id,
+    count,
     decimal,
     non_negative,
     nonzero,
@@ -165,6 +166,23 @@ def test_order_id_must_fit_a_bigint():
 @pytest.mark.parametrize("text", ["-1", "1.0", "1e3", "x", "١"])
 def test_order_id_that_is_not_plain_digits_is_malformed(text):
     assert rejection(order_id, text, "order id").startswith("malformed order id")
+
+
+@pytest.mark.parametrize("text, value", [("1", 1), ("1000", 1000), (" +7 ", 7), ("07.0", 7)])
+def test_count_is_a_whole_number_from_1_to_1000(text, value):
+    assert count(text, "depth") == value
+
+
+@pytest.mark.parametrize("text", ["0", "-0", "1001", "2.5", "-3", "99999999999"])
+def test_count_out_of_range_or_fractional_is_malformed(text):
+    assert rejection(count, text, "depth") == (
+        f"malformed depth {text!r}: must be a whole number from 1 to 1000"
+    )
+
+
+@pytest.mark.parametrize("text", ["1e2", "NaN", "1,000", "ten", "١٠"])
+def test_count_that_is_not_a_plain_decimal_is_malformed_as_any_number(text):
+    assert rejection(count, text, "limit").startswith(f"malformed limit {text!r}: ")
 
 
 def test_order_id_with_thousands_of_digits_is_rejected_quickly():

@@ -9,12 +9,16 @@ from app.exchange.commands import (
     CreateAccount,
     CreateSymbol,
     Item,
+    ListOrders,
     MintShares,
     PlaceOrder,
     QueryOrder,
     Request,
+    ShowAccount,
+    ShowBook,
+    ShowTrades,
 )
-from app.protocol import MalformedDocument, parse_request
+from app.protocol import InvalidValue, MalformedDocument, parse_read, parse_request
 
 
 def items(document: str) -> tuple[Item, ...]:
@@ -310,3 +314,82 @@ def test_encoding_declaration_is_read_as_utf8():
 
 def test_utf8_byte_order_mark_is_accepted():
     assert parse_request(b"\xef\xbb\xbf<create/>") == Request(items=())
+
+
+# <transactions>: reads (SPEC §7)
+
+
+def test_account_reads_the_acting_accounts_statement():
+    assert transaction('<account id="9"/>') == Item(echo=(), command=ShowAccount("1"))
+
+
+def test_orders_lists_every_open_order_by_default():
+    assert transaction("<orders/>") == Item(echo=(), command=ListOrders("1", None, 0))
+
+
+def test_orders_with_sym_and_after_echoes_them_as_sent():
+    assert transaction('<orders sym=" X " after="007"/>') == Item(
+        echo=(("sym", " X "), ("after", "007")), command=ListOrders("1", "X", 7)
+    )
+
+
+@pytest.mark.parametrize(
+    "attributes, problem",
+    [
+        ('after="-1"', "malformed after '-1'"),
+        ('after=""', "after is empty"),
+        ('sym="S&amp;P"', "malformed symbol 'S&P'"),
+        ('sym=""', "symbol is empty"),
+    ],
+)
+def test_orders_with_malformed_sym_or_after_is_a_problem(attributes, problem):
+    assert transaction(f"<orders {attributes}/>").problem.startswith(problem)
+
+
+def test_book_shows_ten_levels_unless_depth_says():
+    assert transaction('<book sym="X"/>').command == ShowBook("X", 10)
+    assert transaction('<book sym="X" depth="1000"/>') == Item(
+        echo=(("sym", "X"), ("depth", "1000")), command=ShowBook("X", 1000)
+    )
+
+
+def test_trades_shows_fifty_trades_unless_limit_says():
+    assert transaction('<trades sym="X"/>').command == ShowTrades("X", 50)
+    assert transaction('<trades sym="X" limit="1"/>').command == ShowTrades("X", 1)
+
+
+@pytest.mark.parametrize("tag, count", [("book", "depth"), ("trades", "limit")])
+@pytest.mark.parametrize("value", ["0", "1001", "2.5", "-1", "1e2", "", "ten"])
+def test_depth_or_limit_outside_1_to_1000_is_a_problem_echoing_the_attributes(tag, count, value):
+    item = transaction(f'<{tag} sym="X" {count}="{value}"/>')
+    assert item.echo == (("sym", "X"), (count, value)) and item.command is None
+    assert item.problem.startswith(f"malformed {count}") or item.problem == f"{count} is empty"
+
+
+@pytest.mark.parametrize("tag", ["book", "trades"])
+def test_book_or_trades_without_sym_is_a_problem(tag):
+    assert transaction(f"<{tag}/>") == Item(echo=(), problem="missing symbol")
+
+
+def test_reads_answer_in_document_order_among_the_other_children():
+    kinds = [
+        type(item.command)
+        for item in items(
+            '<transactions id="1"><order sym="X" amount="1" limit="1"/><book sym="X"/>'
+            '<cancel id="1"/><account/><orders/><trades sym="X"/></transactions>'
+        )
+    ]
+    assert kinds == [PlaceOrder, ShowBook, CancelOrder, ShowAccount, ListOrders, ShowTrades]
+
+
+def test_reads_of_a_malformed_transactions_id_fail_echoing_their_attributes():
+    failed = items('<transactions id="x"><book sym="X" depth="5"/><account/></transactions>')
+    assert [item.echo for item in failed] == [(("sym", "X"), ("depth", "5")), ()]
+    assert all(item.problem.startswith("malformed transactions id") for item in failed)
+
+
+def test_parse_read_validates_http_parameters_as_attributes():
+    assert parse_read("book", {"sym": "X", "depth": None}) == ShowBook("X", 10)
+    assert parse_read("orders", {"sym": None, "after": "3"}, "1") == ListOrders("1", None, 3)
+    with pytest.raises(InvalidValue, match="malformed limit '0'"):
+        parse_read("trades", {"sym": "X", "limit": "0"})

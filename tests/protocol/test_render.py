@@ -1,20 +1,29 @@
 """Results to the `<results>` reply document, per SPEC §3."""
 
+import json
 from decimal import Decimal
 
 from lxml import etree
 
 from app.exchange.results import (
+    AccountStatement,
+    Book,
     Canceled,
     Cancellation,
     Created,
     Failed,
     Fill,
+    Holding,
     Opened,
+    OpenOrder,
+    OpenOrders,
     OrderView,
+    PriceLevel,
     Status,
+    Trade,
+    Trades,
 )
-from app.protocol import render_error, render_results
+from app.protocol import render_error, render_json, render_report, render_results
 
 DECLARATION = b"<?xml version='1.0' encoding='UTF-8'?>\n"
 
@@ -115,3 +124,105 @@ def test_render_error_wraps_one_message():
         body(render_error("request is empty"))
         == "<results><error>request is empty</error></results>"
     )
+
+
+# -- reads (SPEC §7) -----------------------------------------------------------
+
+STATEMENT = AccountStatement(
+    "7",
+    Decimal("99.50"),
+    Decimal("0.5"),
+    (Holding("B", Decimal(0), Decimal("2.0")), Holding("a", Decimal("1E+3"), Decimal(0))),
+)
+ORDERS = OpenOrders(
+    (
+        OpenOrder(3, "X", Decimal(-5), Decimal("12.50"), Decimal("2.5"), 1519348326),
+        OpenOrder(9, "Y", Decimal(1), Decimal(1), Decimal(1), 1519348327),
+    ),
+    more=True,
+)
+BOOK = Book(
+    "X",
+    (PriceLevel(Decimal(127), Decimal(200), 1), PriceLevel(Decimal(125), Decimal(700), 2)),
+    (PriceLevel(Decimal("128.00"), Decimal(500), 1),),
+)
+TRADES = Trades("X", (Trade(Decimal(200), Decimal(125), 6), Trade(Decimal(200), Decimal(127), 5)))
+
+
+def test_statement_lists_positions_with_canonical_numbers():
+    assert body(render_results([((), STATEMENT)])) == (
+        '<results><account id="7" balance="99.5" reserved="0.5">'
+        '<position sym="B" shares="0" reserved="2"/>'
+        '<position sym="a" shares="1000" reserved="0"/></account></results>'
+    )
+
+
+def test_open_orders_show_signed_amounts_and_more_when_more_remain():
+    assert body(render_results([((), ORDERS)])) == (
+        '<results><orders more="true">'
+        '<order id="3" sym="X" amount="-5" limit="12.5" open="2.5" time="1519348326"/>'
+        '<order id="9" sym="Y" amount="1" limit="1" open="1" time="1519348327"/></orders></results>'
+    )
+
+
+def test_last_page_of_open_orders_has_no_more_attribute():
+    assert body(render_results([((), OpenOrders((), more=False))])) == (
+        "<results><orders/></results>"
+    )
+
+
+def test_book_lists_bids_then_asks_best_first():
+    assert body(render_results([((), BOOK)])) == (
+        '<results><book sym="X"><bid price="127" shares="200" orders="1"/>'
+        '<bid price="125" shares="700" orders="2"/>'
+        '<ask price="128" shares="500" orders="1"/></book></results>'
+    )
+
+
+def test_trades_carry_no_account_or_order_ids():
+    assert body(render_results([((), TRADES)])) == (
+        '<results><trades sym="X"><trade shares="200" price="125" time="6"/>'
+        '<trade shares="200" price="127" time="5"/></trades></results>'
+    )
+
+
+def test_a_report_is_a_document_of_its_own_for_get():
+    assert body(render_report(BOOK)) == body(render_results([((), BOOK)]))[9:-10]
+
+
+def test_a_failed_report_is_the_error_document():
+    assert render_report(Failed("no such symbol")) == render_error("no such symbol")
+
+
+def test_json_has_the_same_fields_with_decimals_as_canonical_strings():
+    assert json.loads(render_json(BOOK)) == {
+        "sym": "X",
+        "bids": [
+            {"price": "127", "shares": "200", "orders": 1},
+            {"price": "125", "shares": "700", "orders": 2},
+        ],
+        "asks": [{"price": "128", "shares": "500", "orders": 1}],
+    }
+    assert json.loads(render_json(STATEMENT))["positions"][1] == {
+        "sym": "a",
+        "shares": "1000",
+        "reserved": "0",
+    }
+
+
+def test_json_order_ids_are_strings_and_more_is_always_present():
+    orders = json.loads(render_json(ORDERS))
+    assert orders["more"] is True
+    assert orders["orders"][0] == {
+        "id": "3",
+        "sym": "X",
+        "amount": "-5",
+        "limit": "12.5",
+        "open": "2.5",
+        "time": 1519348326,
+    }
+    assert json.loads(render_json(OpenOrders((), more=False))) == {"more": False, "orders": []}
+
+
+def test_json_of_a_failure_is_an_error_object():
+    assert json.loads(render_json(Failed("no such symbol"))) == {"error": "no such symbol"}

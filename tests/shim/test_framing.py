@@ -4,6 +4,7 @@ import socket
 import time
 
 import pytest
+import requests
 
 from tests.conftest import SMALL_BODY_LIMIT
 from tests.shim.wire import (
@@ -116,3 +117,21 @@ def test_client_vanishing_mid_request_or_before_its_reply_leaves_the_shim_servin
     reset(before_reply)
     other = CREATE.replace(b'"1"', b'"2"')
     assert children(converse(shim.address, framed(other))) == [("created", {"id": "2"}, None)]
+
+
+def test_reads_pass_through_unchanged(shim, server, engine):
+    setup = (
+        b'<create><account id="1" balance="100"/><symbol sym="X"><account id="1">10</account>'
+        b"</symbol></create>",
+        b'<transactions id="1"><order sym="X" amount="-4" limit="2.50"/>'
+        b'<order sym="X" amount="3" limit="2"/></transactions>',
+    )
+    for body in setup:
+        converse(shim.address, framed(body))
+    reads = (
+        b'<transactions id="1"><book sym="X"/><account/><orders sym="X"/>'
+        b'<trades sym="X" limit="0"/></transactions>'
+    )
+    reply = converse(shim.address, framed(reads))
+    assert reply == requests.post(server, data=reads, timeout=30).content
+    assert [tag for tag, _, _ in children(reply)] == ["book", "account", "orders", "error"]
