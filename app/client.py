@@ -7,6 +7,9 @@
 Without `--tcp` or `--http` it asks the HTTP service at `EXCHANGE_BIND`, the
 address `make run` serves on, as the shim does under `make run`.
 
+    python -m app.client account 123456          # and orders, book, trades:
+    python -m app.client book SPY --watch        # tables (app/client_reads.py)
+
 Each file (or stdin, also named `-`) is one request. Over TCP the request is
 framed as SPEC §5.2 says, and the reply is read whichever way the shim frames
 it: with a length line, or bare XML ended by closing the connection or by the
@@ -25,8 +28,10 @@ from pathlib import Path
 
 from lxml import etree
 
+from app import client_reads
 from app.run import web_url
 
+OPTIONS_WITH_VALUES = frozenset({"--tcp", "--http", "--timeout"})
 MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
 READ_CHUNK = 64 * 1024
 EXIT_TRANSPORT_FAILURE = 1
@@ -37,6 +42,16 @@ class TransportError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if _first_word(argv) in client_reads.SUBCOMMANDS:
+        reads = argparse.ArgumentParser(prog="python -m app.client", description=__doc__)
+        _add_http_options(reads)
+        # The same options after the subcommand's name; unset there, they keep the above.
+        after_name = argparse.ArgumentParser(add_help=False)
+        _add_http_options(after_name, default=argparse.SUPPRESS)
+        client_reads.add_subcommands(reads, after_name)
+        args = reads.parse_args(argv)
+        return client_reads.run(args, args.http, args.timeout)
     args = _parser().parse_args(argv)
     send = tcp_sender(args.tcp, args.timeout) if args.tcp else _http_sender(args.http, args.timeout)
     names = args.files or ["-"]
@@ -56,27 +71,50 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app.client",
         description="Send XML requests to the exchange and print the replies.",
-        epilog="Exit status: 0 when every request got a reply (even an <error> one), "
+        epilog="Reads as tables: python -m app.client {account,orders,book,trades} --help. "
+        "Exit status: 0 when every request got a reply (even an <error> one), "
         "1 when some request got none, 2 for a usage error.",
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--tcp", metavar="HOST:PORT", type=_address, help="the legacy TCP protocol")
-    target.add_argument(
-        "--http",
-        metavar="URL",
-        default=web_url(os.environ),
-        help="the HTTP service (default: %(default)s, the address of EXCHANGE_BIND)",
-    )
+    _add_http_options(parser, target)
     parser.add_argument(
         "--raw", action="store_true", help="print replies as received, not pretty-printed"
     )
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for each reply"
-    )
-    parser.add_argument(
-        "files", nargs="*", metavar="FILE", help="request documents; none or - for stdin"
+        "files",
+        nargs="*",
+        metavar="FILE",
+        help="request documents; none or - for stdin (a file named like a subcommand: ./book)",
     )
     return parser
+
+
+def _add_http_options(parser: argparse.ArgumentParser, group=None, default=None) -> None:
+    """--http and --timeout; `default` (argparse.SUPPRESS) replaces their defaults."""
+    (group or parser).add_argument(
+        "--http",
+        metavar="URL",
+        default=default or web_url(os.environ),
+        help="the HTTP service (default: the address of EXCHANGE_BIND)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=default or 60.0,
+        help="seconds to wait for each reply (default: 60)",
+    )
+
+
+def _first_word(argv: list[str]) -> str | None:
+    """The first argument that is neither an option nor an option's value."""
+    words = iter(argv)
+    for word in words:
+        if word in OPTIONS_WITH_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 def _address(text: str) -> tuple[str, int]:
