@@ -24,13 +24,14 @@ executed meanwhile: that is the workload, not a fault).
 
 import itertools
 import os
+import random
 import socket
 import time
 
 import gevent
 from locust import FastHttpUser, User, constant, events, task
 
-from bench.workload import Shape, Trader, http_poster, problem, set_up
+from bench.workload import READ, Shape, Trader, http_poster, problem, set_up
 
 SHAPE = Shape.from_env()
 SEED = int(os.environ.get("LOAD_SEED") or 0)
@@ -38,6 +39,11 @@ TCP_HOST, TCP_PORT = (os.environ.get("LOAD_TCP") or "127.0.0.1:12345").rsplit(":
 # A client gives up on a reply after this long, and locust counts a failure: a
 # service that stops answering shows as failures, not as requests never finished.
 TIMEOUT_S = 10.0
+# Market-data clients polling the read-only resources (SPEC §7), besides the
+# traders; with them, each trader also reads its statement every so often.
+READERS = int(os.environ.get("LOAD_READERS") or 0)
+READ_EVERY_S = 0.1  # a reader's pause between two polls, as a screen refreshing
+STATEMENT_EVERY = 20  # a trader's requests per statement read, when there are readers
 CLIENT_NUMBERS = itertools.count()
 
 
@@ -65,9 +71,16 @@ class ExchangeHttpUser(Trading, FastHttpUser):
 
     network_timeout = connection_timeout = TIMEOUT_S
 
+    def on_start(self):
+        super().on_start()
+        self.requests = itertools.count(1)
+
     @task
     def trade(self):
         account, body, name = self.trader.next_request()
+        if READERS and next(self.requests) % STATEMENT_EVERY == 0:
+            _read(self.client, f"/accounts/{account}", "statement")
+            return
         with self.client.post(
             "/",
             data=body,
@@ -82,6 +95,31 @@ class ExchangeHttpUser(Trading, FastHttpUser):
             elif trouble:
                 response.failure(trouble)
             self.trader.record(account, reply)
+
+
+class MarketDataUser(FastHttpUser):
+    """A client watching the market: a symbol's book, and now and then its tape."""
+
+    fixed_count = READERS
+    wait_time = constant(READ_EVERY_S)
+    network_timeout = connection_timeout = TIMEOUT_S
+
+    def on_start(self):
+        self.choose = random.Random(SEED * 1_000_003 + next(CLIENT_NUMBERS)).choice
+
+    @task(3)
+    def book(self):
+        _read(self.client, f"/symbols/{self.choose(SHAPE.traded_symbols())}/book", "book")
+
+    @task(1)
+    def trades(self):
+        _read(self.client, f"/symbols/{self.choose(SHAPE.traded_symbols())}/trades", "trades")
+
+
+def _read(client, path: str, name: str) -> None:
+    with client.get(path, name=READ + name, catch_response=True) as response:
+        if response.status_code != 200:
+            response.failure(f"HTTP {response.status_code}")
 
 
 class LegacyTcpUser(Trading, User):

@@ -40,6 +40,8 @@ RUN_FIELDS = [
     "loadgen_cpu_pct",
     "machine_busy_pct",
     "idle_service_cpu_pct",
+    "reads_per_s",
+    "book_p99_ms",
 ]
 PGBENCH_FIELDS = ["round", "clients", "seconds", "tps", "latency_ms"]
 
@@ -253,6 +255,10 @@ class Results:
             (Target("100k resting / empty book", minimum=0.90), versus_base("100k-resting")),
             (Target("2 cores / 1 core", minimum=1.6), _ratio(self.median(two), self.median(one))),
             (Target("service RSS, default workers, MB", maximum=400), max(rss, default=None)),
+            (Target("orders with 8 readers / without (1 symbol, 100k resting)", minimum=0.9),
+             _ratio(self.median("readers"), self.median("1-symbol-100k"))),
+            (Target("book depth p99 with 8 readers, 100k resting, ms", maximum=20),
+             self.median("readers", "book_p99_ms")),
             (Target("HTTP under attack / unattacked", minimum=0.8), versus_base("http-attacked")),
             (Target("TCP under attack / unattacked", minimum=0.8),
              _ratio(self.median("tcp-attacked"), self.median("tcp"))),

@@ -1,6 +1,6 @@
 """`make bench`: start the service, drive the workload and its variants, print the figures.
 
-    make bench                                   # every point, 5 repetitions (about 17 min + setup)
+    make bench                                   # every point, 5 repetitions (about 20 min + setup)
     BENCH_REPEATS=1 BENCH_SECONDS=5 make bench   # a quick look
     BENCH_POINTS=http,tcp,pgbench make bench     # some points only
     BENCH_BASELINE=705f695 make bench            # http and tcp of that revision too, side by side
@@ -56,7 +56,7 @@ from app.storage.cluster import PROJECT, Cluster, create_database, free_port, se
 from bench import figures, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.service import Service, machine_busy_s, usage
-from bench.workload import Shape, http_poster, set_up
+from bench.workload import READ, Shape, http_poster, set_up
 
 CEILING_SQL = Path(__file__).resolve().parent / "ceiling"
 SAVED_SETUPS = PROJECT / "var" / "bench"
@@ -65,6 +65,8 @@ LOCUST_GRACE_S = 60
 SAMPLE_EVERY_S = 1.0
 IDLE_CPU_WARNING_PCT = 1.0
 ATTACKERS = 500
+READERS = 8
+BOOK_100K = Shape(symbols=1, resting=100_000)  # the one symbol traded, and its deep book
 ATTACK_SOURCE = "127.0.0.2"  # another address than the load's, as another machine's would be
 ATTACK_RAMP_S = 2.0  # the slow connections open before the load starts
 ATTACK_PACE_S = 1.0
@@ -83,6 +85,7 @@ class Point:
     cores: int = 0  # the server side on the first `cores` CPUs; 0: on every CPU
     baseline: bool = False  # measured on the baseline revision's service
     attackers: int = 0  # slow connections held against the HTTP port meanwhile
+    readers: int = 0  # market-data clients polling beside the `clients` trading
 
     @property
     def service_state(self) -> tuple[int, int]:
@@ -153,6 +156,17 @@ def plan(
             base, label="100,000 resting orders on the book", shape=Shape(resting=100_000)
         ),
         "5-children": replace(base, label="5 children per request", shape=Shape(children=5)),
+        "1-symbol-100k": replace(
+            base,
+            label="every order on 1 symbol with 100,000 resting orders",
+            shape=BOOK_100K,
+        ),
+        "readers": replace(
+            base,
+            label=f"the same, and {READERS} market-data clients polling",
+            shape=BOOK_100K,
+            readers=READERS,
+        ),
         "http-attacked": replace(
             base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
         ),
@@ -454,6 +468,8 @@ class Bench:
             "loadgen_cpu_pct": round(100 * loadgen_cpu, 1),
             "machine_busy_pct": round(100 * busy / wall, 1),
             "idle_service_cpu_pct": round(100 * idle_cpu / wall, 2),
+            "reads_per_s": stats["reads_per_s"],
+            "book_p99_ms": stats["book_p99_ms"],
         }
 
     @contextlib.contextmanager
@@ -600,7 +616,9 @@ def locust_command(
     point: Point, service: Service, prefix: Path, warmup: float, length: float, seed: int
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and environment of a headless locust run of `point`."""
-    user = "LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"
+    users = ["LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"]
+    if point.readers:
+        users.append("MarketDataUser")
     command = [
         sys.executable,
         "-m",
@@ -614,16 +632,16 @@ def locust_command(
         "--exit-code-on-error",
         "0",
         "-u",
-        str(point.clients),
+        str(point.clients + point.readers),
         "-r",
-        str(point.clients),
+        str(point.clients + point.readers),
         "-t",
         f"{length:g}s",
         "--host",
         service.url,
         "--csv",
         str(prefix),
-        user,
+        *users,
     ]
     environment = dict(
         os.environ,
@@ -632,22 +650,34 @@ def locust_command(
         LOAD_WARMUP=str(warmup),
         LOAD_TCP=f"127.0.0.1:{service.tcp_port}",
         LOAD_SEED=str(seed),
+        LOAD_READERS=str(point.readers),
     )
     return command, environment
 
 
 def aggregated(stats_csv: Path) -> dict[str, float]:
-    """The "Aggregated" row of locust's statistics; zeros when locust wrote none."""
+    """The trading requests of locust's statistics (the "Aggregated" row less the
+    reads, whose rate and book p99 come apart); zeros when locust wrote none."""
     fields = ("Request Count", "Failure Count", "Requests/s", "50%", "99%")
     rows = []
     if stats_csv.exists():
         with open(stats_csv, newline="") as source:
-            rows = [row for row in csv.DictReader(source) if row["Name"] == "Aggregated"]
-    if not rows:
+            rows = list(csv.DictReader(source))
+    total = [row for row in rows if row["Name"] == "Aggregated"]
+    if not total:
         say(f"  warning: no statistics in {_show(stats_csv)}: see its .log")
-        return dict.fromkeys(fields, 0.0)
+        return dict.fromkeys((*fields, "reads_per_s", "book_p99_ms"), 0.0)
     # Percentiles are "N/A" when no request finished.
-    return {name: float(rows[0][name].replace("N/A", "") or 0) for name in fields}
+    figures = {name: float(total[0][name].replace("N/A", "") or 0) for name in fields}
+    reads = [row for row in rows if row["Name"].startswith(READ)]
+    for name in ("Request Count", "Requests/s"):
+        figures[name] -= sum(float(row[name]) for row in reads)
+    figures["reads_per_s"] = sum(float(row["Requests/s"]) for row in reads)
+    book = [
+        float(row["99%"].replace("N/A", "") or 0) for row in reads if row["Name"] == READ + "book"
+    ]
+    figures["book_p99_ms"] = book[0] if book else 0.0
+    return figures
 
 
 def _children_cpu_s() -> float:

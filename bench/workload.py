@@ -36,6 +36,7 @@ MAX_AMOUNT = 100
 # book without ever matching.
 RESTING_FROM_CENTS, RESTING_TO_CENTS = 2_000, 5_000
 RESTING_PER_DOCUMENT = 1_000
+READ = "read: "  # the prefix of the reads' names in locust's statistics
 PROGRESS_EVERY = 10  # documents of resting orders between two lines of progress
 REMEMBERED_ORDERS = 100  # earlier orders a client keeps per account, to query and cancel
 

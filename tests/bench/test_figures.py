@@ -129,6 +129,23 @@ def test_targets_under_attack_compare_with_the_same_run_unattacked(tmp_path):
     assert targets["service RSS under attack, MB"] == ["420.00", "<= 400", "MISSED"]
 
 
+def test_readers_targets_compare_order_throughput_and_give_the_book_p99(tmp_path):
+    results = _results(
+        tmp_path,
+        [
+            _row("1-symbol-100k", 1, 800),
+            _row("readers", 1, 760, book_p99_ms=12, reads_per_s=70),
+        ],
+    )
+    targets = _targets(results)
+    assert targets["orders with 8 readers / without (1 symbol, 100k resting)"] == [
+        "0.95",
+        ">= 0.9",
+        "met",
+    ]
+    assert targets["book depth p99 with 8 readers, 100k resting, ms"] == ["12.00", "<= 20", "met"]
+
+
 @pytest.mark.parametrize(
     "target, value, verdict",
     [
