@@ -38,9 +38,11 @@ worker_connections = int(os.environ.get("EXCHANGE_MAX_CONNECTIONS", 1000)) + 64
 timeout = 30
 graceful_timeout = 30
 # No preloading: each worker imports wsgi.py after the fork, so each builds its
-# own engine and connection pool, one connection per request slot.
+# own engine and connection pool, one connection per request slot (GET
+# requests have EXCHANGE_READ_CONCURRENCY slots of their own).
 preload_app = False
-os.environ.setdefault("EXCHANGE_DB_POOL_SIZE", str(threads))
+_read_slots = int(os.environ.get("EXCHANGE_READ_CONCURRENCY", 2))
+os.environ.setdefault("EXCHANGE_DB_POOL_SIZE", str(threads + _read_slots))
 
 # -- a request's line and headers: gunicorn's limits, refused with 4xx beyond.
 limit_request_line = 4094

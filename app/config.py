@@ -17,6 +17,7 @@ class Config:
     request_timeout: float = 10.0
     max_connections: int = 1000
     max_connections_per_client: int = 500
+    read_concurrency: int = 2
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -32,4 +33,5 @@ class Config:
             max_connections_per_client=int(
                 environ.get("EXCHANGE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client)
             ),
+            read_concurrency=int(environ.get("EXCHANGE_READ_CONCURRENCY", cls.read_concurrency)),
         )

@@ -148,6 +148,7 @@ class ExchangeWorker(GeventWorker):
         self._max_per_client = config.max_connections_per_client
         self._max_body_bytes = config.max_body_bytes
         self._slots = BoundedSemaphore(self.cfg.threads)
+        self._read_slots = BoundedSemaphore(config.read_concurrency)
         self._open: Counter[str] = Counter()
         self.idle: set[ClientSocket] = set()  # waiting for their next request
         self._warnings = RateLimitedWarnings(log)
@@ -157,8 +158,11 @@ class ExchangeWorker(GeventWorker):
     def load_wsgi(self) -> None:
         """The application runs in one of the worker's slots, in arrival order.
 
-        The metrics are imported here, after the fork and once the worker
-        handles signals: prometheus_client gives each process files of its own.
+        GET requests (the read-only resources, health, metrics) have slots of
+        their own: they take no locks and one statement, and would otherwise
+        queue behind the orders. The metrics are imported here, after the fork
+        and once the worker handles signals: prometheus_client gives each
+        process files of its own.
         """
         from app.web import metrics
 
@@ -167,7 +171,8 @@ class ExchangeWorker(GeventWorker):
         application = self.wsgi
 
         def in_turn(environ, start_response):
-            with self._slots:
+            slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
+            with slots:
                 return list(application(environ, start_response))
 
         self.wsgi = in_turn

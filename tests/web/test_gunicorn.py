@@ -3,13 +3,15 @@
 import http.client
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from lxml import etree
 from sqlalchemy import select
 
-from app.storage.schema import accounts
+from app.storage.schema import accounts, symbols
 from tests.conftest import SMALL_BODY_LIMIT
 from tests.web.servers import running_gunicorn
 
@@ -154,3 +156,25 @@ def test_malformed_http_gets_the_xml_error_document(server, engine, request_head
     got, why = _error_reply(_half_closed_exchange(server, request_head))
     assert got == status and why
     assert _accounts(engine) == []
+
+
+def test_reads_have_slots_of_their_own_and_never_wait_behind_orders(database_url, engine, tmp_path):
+    one_slot = {"EXCHANGE_WORKERS": "1", "EXCHANGE_CONCURRENCY": "1"}
+    with running_gunicorn(database_url, tmp_path / "gunicorn.log", **one_slot) as server:
+        setup = (
+            b'<create><account id="1" balance="100"/>'
+            b'<symbol sym="LANE"><account id="1">5</account></symbol></create>'
+        )
+        assert requests.post(server.url, data=setup, timeout=10).status_code == 200
+        order = b'<transactions id="1"><order sym="LANE" amount="1" limit="1"/></transactions>'
+        with ThreadPoolExecutor(1) as pool:
+            with engine.begin() as holder:
+                lock = select(symbols.c.symbol).where(symbols.c.symbol == "LANE").with_for_update()
+                holder.execute(lock)
+                waiting = pool.submit(requests.post, server.url, data=order, timeout=30)
+                time.sleep(0.5)  # the order holds the only slot, waiting for the symbol's lock
+                with pytest.raises(requests.Timeout):
+                    requests.post(server.url, data=order, timeout=1)
+                book = requests.get(f"{server.url}/symbols/LANE/book", timeout=5)
+                assert book.status_code == 200
+            assert waiting.result().status_code == 200
