@@ -21,7 +21,7 @@ db: venv
 ifdef DATABASE_URL
 	@echo "DATABASE_URL is set: not starting the local PostgreSQL cluster"
 else
-	$(PY) -m app.storage.cluster start
+	$(PY) -m app.local.cluster start
 endif
 
 run: venv
@@ -64,7 +64,7 @@ audit: venv
 
 # Stops the local cluster and deletes its data.
 reset: venv
-	$(PY) -m app.storage.cluster reset
+	$(PY) -m app.local.cluster reset
 
 # Removes the virtualenv and caches; the database stays (see reset).
 clean:

@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass
 
-from app.storage.cluster import Cluster
+from app.local.cluster import Cluster
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Starts the local PostgreSQL cluster unless `DATABASE_URL` names a server,
 then gunicorn (which creates the schema before forking its workers) and the
-legacy TCP shim, and keeps them running (app/supervisor.py): a part that
+legacy TCP shim, and keeps them running (app/local/supervisor.py): a part that
 dies is restarted while the others serve. Ctrl-C or SIGTERM stops the shim,
 then gunicorn, so requests in flight finish against a live database, then
 the local cluster.
@@ -16,9 +16,9 @@ import sys
 import urllib.request
 from collections.abc import Callable, Mapping
 
+from app.local import cluster
+from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
 from app.shim.config import ShimConfig
-from app.storage import cluster
-from app.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
 
 log = logging.getLogger("app.run")
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from app.storage.cluster import PROJECT, Cluster, create_database, drop_database
+from app.local.cluster import PROJECT, Cluster, create_database, drop_database
 
 CHECKOUT_PREFIX = "baseline-"
 DATABASE_PREFIX = "baseline_"

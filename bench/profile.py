@@ -31,8 +31,8 @@ import sqlalchemy as sa
 
 from app.exchange.service import answer
 from app.exchange.transactions import Exchange
+from app.local.cluster import PROJECT, Cluster, free_port
 from app.protocol import parse_request, render_results
-from app.storage.cluster import PROJECT, Cluster, free_port
 from app.storage.engine import exchange_engine
 from app.storage.session import recording
 from bench import figures

@@ -52,7 +52,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from app.storage.cluster import PROJECT, Cluster, create_database, free_port, server_version
+from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
 from bench import figures, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.service import Service, machine_busy_s, usage

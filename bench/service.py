@@ -15,8 +15,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.local.cluster import APP_DATABASE, PROJECT, Cluster, free_port
 from app.run import SHIM_COMMAND, WEB_COMMAND
-from app.storage.cluster import APP_DATABASE, PROJECT, Cluster, free_port
 
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 35

@@ -8,7 +8,7 @@ from hypothesis import settings
 from sqlalchemy import Engine, make_url, text
 
 from app.exchange.transactions import Exchange
-from app.storage import cluster
+from app.local import cluster
 from app.storage import engine as engines
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema, metadata, order_ids

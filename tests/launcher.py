@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from lxml import etree
 
-from app.storage.cluster import PROJECT, free_port
+from app.local.cluster import PROJECT, free_port
 from tests.shim.wire import children, converse, framed
 
 START_TIMEOUT = 60.0

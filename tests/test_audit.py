@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from app.audit import CHECKS, audit
-from app.storage.cluster import PROJECT
+from app.local.cluster import PROJECT
 from tests.conftest import empty_tables
 
 

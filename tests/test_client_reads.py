@@ -19,7 +19,7 @@ from app.client_reads import (
     orders_table,
     table,
 )
-from app.storage.cluster import PROJECT
+from app.local.cluster import PROJECT
 
 # SPEC §4's worked example after orders 1-6, as SPEC §7 gives its book.
 BOOK = etree.fromstring(

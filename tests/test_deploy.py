@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
+from app.local.cluster import PROJECT
 from app.run import SHIM_COMMAND, STOP_TIMEOUT, WEB_COMMAND
-from app.storage.cluster import PROJECT
 
 SCHEMA = json.loads((Path(__file__).parent / "compose_spec" / "compose-spec.json").read_text())
 COMPOSE_TEXT = (PROJECT / "docker-compose.yml").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app.storage.cluster import PROJECT
+from app.local.cluster import PROJECT
 from bench.run import aggregated
 from bench.workload import READ
 from tests.shim.processes import running_shim

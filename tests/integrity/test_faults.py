@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from app.storage.cluster import free_port
+from app.local.cluster import free_port
 from app.storage.engine import database_engine
 from tests.integrity.books import broken_rules, stored_order_ids
 from tests.integrity.traffic import (

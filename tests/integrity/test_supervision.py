@@ -1,6 +1,6 @@
 """`make run` heals: each part it started killed with SIGKILL under load comes back by itself.
 
-The launcher restarts the part (app/supervisor.py) while the others keep
+The launcher restarts the part (app/local/supervisor.py) while the others keep
 serving; clients see only the errors of the part missing meanwhile, the books
 balance afterwards and every acknowledged order exists.
 """
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from lxml import etree
 
-from app.storage.cluster import Cluster, free_port
+from app.local.cluster import Cluster, free_port
 from app.storage.engine import database_engine
 from tests.integrity.books import broken_rules, stored_order_ids
 from tests.integrity.traffic import (

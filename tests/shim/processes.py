@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from app.local.cluster import PROJECT, free_port
 from app.run import SHIM_COMMAND
-from app.storage.cluster import PROJECT, free_port
 from tests.processes import stop_gracefully
 
 START_TIMEOUT = 15.0

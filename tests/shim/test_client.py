@@ -7,7 +7,7 @@ import sys
 from urllib.parse import urlsplit
 
 from app.client import main, read_reply
-from app.storage.cluster import PROJECT, free_port
+from app.local.cluster import PROJECT, free_port
 
 CREATE = b'<create><account id="1" balance="10"/></create>'
 PRETTY_CREATED = b"""<?xml version='1.0' encoding='UTF-8'?>

@@ -4,7 +4,7 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from app.storage.cluster import free_port
+from app.local.cluster import free_port
 from tests.shim.processes import echo_service, running_shim
 from tests.shim.wire import TIMEOUT, children, connect, framed, read_to_end
 

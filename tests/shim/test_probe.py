@@ -1,7 +1,7 @@
 """The readiness probe: ready only when the shim answers and so does the service behind it."""
 
+from app.local.cluster import free_port
 from app.shim.probe import main as probe
-from app.storage.cluster import free_port
 from tests.shim.processes import running_shim
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from app.storage.cluster import free_port
+from app.local.cluster import free_port
 from tests.shim.processes import echo_service, running_shim
 from tests.shim.wire import connect, converse, error_text, framed, read_framed_reply, read_to_end
 

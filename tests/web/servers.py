@@ -9,8 +9,8 @@ from pathlib import Path
 
 import requests
 
+from app.local.cluster import PROJECT, free_port
 from app.run import STOP_TIMEOUT, WEB_COMMAND
-from app.storage.cluster import PROJECT, free_port
 from tests.processes import stop_gracefully
 
 READY_TIMEOUT = 60.0

@@ -6,7 +6,7 @@ from lxml import etree
 from sqlalchemy import make_url, text
 
 from app.config import Config
-from app.storage import cluster
+from app.local import cluster
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema
 from app.web.app import create_app

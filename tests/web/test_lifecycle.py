@@ -12,7 +12,7 @@ import requests
 from lxml import etree
 from sqlalchemy import select
 
-from app.storage import cluster
+from app.local import cluster
 from app.storage.schema import orders
 from tests.web.servers import start_gunicorn
 

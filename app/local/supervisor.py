@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from app.storage.cluster import Cluster, ClusterError
+from app.local.cluster import Cluster, ClusterError
 
 log = logging.getLogger("app.run")
 

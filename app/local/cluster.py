@@ -12,7 +12,7 @@ PostgreSQL of their own. PostgreSQL refuses to run as root, so as root its
 programs run in a user namespace that maps `nobody` onto root: files stay
 root's, and the server can use any directory root can.
 
-    python -m app.storage.cluster {start,stop,reset,status,url}
+    python -m app.local.cluster {start,stop,reset,status,url}
 """
 
 import argparse
@@ -474,7 +474,7 @@ def url(database: str = APP_DATABASE) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m app.storage.cluster",
+        prog="python -m app.local.cluster",
         description="Manage the project's local PostgreSQL cluster.",
     )
     parser.add_argument("command", choices=["start", "stop", "reset", "status", "url"])

@@ -9,8 +9,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from app.storage import cluster
-from app.storage.cluster import Cluster, ClusterError
+from app.local import cluster
+from app.local.cluster import Cluster, ClusterError
 
 SYSTEM_POSTGRES = bool(shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
 needs_system_postgres = pytest.mark.skipif(not SYSTEM_POSTGRES, reason="no system PostgreSQL here")

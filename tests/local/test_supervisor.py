@@ -1,6 +1,6 @@
 """The restart policy of `make run`'s supervisor: pauses that double, and when to give up."""
 
-from app.supervisor import RestartPolicy
+from app.local.supervisor import RestartPolicy
 
 
 def deaths(policy: RestartPolicy, *times: float) -> list[float | None]:
