@@ -316,11 +316,12 @@ LOCK_SYMBOL_OF_ORDER = Statement(
 def _cancel() -> Statement:
     """Cancel the open remainder, refund its reservation, and return the order's new status.
 
-    No row when nothing is open, or when the order is not `:account_id`'s: the
+    No row when the order is not `:account_id`'s (or does not exist): the
     statement checks the owner itself, since LOCK_SYMBOL_OF_ORDER, sent in the
-    same message, cannot stop it. A data-modifying CTE's effects are invisible
-    to the rest of its statement, so the canceled part comes from RETURNING.
-    The refund goes to `:account_id`, the order's owner.
+    same message, cannot stop it. A NULL `canceled_shares` when nothing was
+    open. A data-modifying CTE's effects are invisible to the rest of its
+    statement, so the canceled part comes from RETURNING. The refund goes to
+    `:account_id`, the order's owner.
     """
     canceled = (
         update(orders)
@@ -358,9 +359,12 @@ def _cancel() -> Statement:
         .values(shares=positions.c.shares + canceled.c.canceled_shares)
         .cte("shares_refunded")
     )
-    fills = or_(
-        executions.c.buy_order_id == canceled.c.id, executions.c.sell_order_id == canceled.c.id
+    owned = (
+        select(orders.c.id)
+        .where(orders.c.id == bindparam("order_id"), orders.c.account_id == bindparam("account_id"))
+        .subquery("owned")
     )
+    fills = or_(executions.c.buy_order_id == owned.c.id, executions.c.sell_order_id == owned.c.id)
     return Statement(
         "cancel",
         select(
@@ -370,7 +374,7 @@ def _cancel() -> Statement:
             executions.c.price,
             executions.c.executed_at,
         )
-        .select_from(canceled.outerjoin(executions, fills))
+        .select_from(owned.outerjoin(canceled, true()).outerjoin(executions, fills))
         .order_by(executions.c.id)
         .add_cte(cash_refunded, shares_refunded),
     )

@@ -374,11 +374,11 @@ class Exchange:
         """Cancel the open remainder and refund its reservation in the same step."""
         order = {"order_id": command.order_id, "account_id": command.account_id}
         rows = transaction.execute_after(sql.LOCK_SYMBOL_OF_ORDER, sql.CANCEL, **order)
-        if not rows:  # nothing canceled: is there no such order, or nothing open in it?
-            if not transaction.execute(sql.LOCK_SYMBOL_OF_ORDER, **order):
-                raise Rejected(Reason.NO_SUCH_ORDER)
-            raise Rejected(Reason.NOTHING_OPEN)
+        if not rows:
+            raise Rejected(Reason.NO_SUCH_ORDER)
         first = rows[0]
+        if first.canceled_shares is None:
+            raise Rejected(Reason.NOTHING_OPEN)
         canceled = _cancellation(first.canceled_shares, first.canceled_at)
         return OrderView(command.order_id, Decimal(0), canceled, _fills(rows))
 

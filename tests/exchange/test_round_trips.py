@@ -46,6 +46,15 @@ def test_a_cancel_takes_two_round_trips(traders, sent):
     assert sent[0].startswith("BEGIN;") and sent[-1] == "COMMIT"
 
 
+def test_a_cancel_finding_nothing_open_takes_two_round_trips_and_rolls_back(traders, sent):
+    order = traders.buy("1", "X", 10, 100)
+    traders.cancel("1", order)
+    sent.clear()
+    with pytest.raises(Rejected, match="no open shares"):
+        traders.cancel("1", order)
+    assert len(sent) == 2 and sent[-1] == "ROLLBACK"
+
+
 def test_a_query_takes_one_round_trip_and_no_transaction(traders, sent):
     order = traders.buy("1", "X", 10, 100)
     sent.clear()
