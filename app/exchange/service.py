@@ -22,6 +22,7 @@ from app.exchange.commands import (
 from app.exchange.errors import Reason, Rejected
 from app.exchange.results import Canceled, Created, Failed, Result, Status
 from app.exchange.transactions import Exchange
+from app.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,4 @@ def _execute(exchange: Exchange, command: Command) -> Result:
         # Not logged here: an outage fails every request, and the web tier
         # logs it once when it begins, then a summary (app/web/outage.py).
         log.debug("database error while executing %r", command, exc_info=True)
-        return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=_first_line(error.orig))
-
-
-def _first_line(error: BaseException | None) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=first_line(error))

@@ -76,7 +76,7 @@ def wait_for_database(engine: Engine, seconds: float, log: logging.Logger) -> No
             where,
             state.seconds_since_start,
             seconds,
-            _first_line(state.outcome.exception()),
+            first_line(state.outcome.exception()),
         )
 
     try:
@@ -91,11 +91,11 @@ def wait_for_database(engine: Engine, seconds: float, log: logging.Logger) -> No
                 connection.execute(text("SELECT 1"))
     except OperationalError as error:
         raise DatabaseUnreachable(
-            f"the database at {where} did not answer within {seconds:g} s: {_first_line(error)}"
+            f"the database at {where} did not answer within {seconds:g} s: {first_line(error)}"
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     """psycopg2's messages run over several lines; the first says what went wrong."""
     orig = getattr(error, "orig", error)
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__

@@ -10,7 +10,7 @@ from app.exchange.errors import Rejected
 from app.exchange.results import Failed
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
-from app.storage.engine import exchange_engine
+from app.storage.engine import exchange_engine, first_line
 from app.web import metrics
 from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
@@ -73,7 +73,7 @@ def _reply_error(status: str, negotiate: bool = False):
 def _database_unavailable(req, resp, error, params):
     """Logged by the observer's DatabaseOutage: once when it begins, not per request."""
     req.context.error = "database unavailable"
-    req.context.database_error = str(error.orig or error).strip().splitlines()[0]
+    req.context.database_error = first_line(error)
     resp.status = falcon.HTTP_503
     resp.content_type = negotiated(req)
     resp.media = Failed("database unavailable: the request was not completed")
