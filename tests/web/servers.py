@@ -6,8 +6,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+from lxml import etree
 
 from app.local.cluster import PROJECT, free_port
 from app.run import STOP_TIMEOUT, WEB_COMMAND
@@ -75,3 +77,17 @@ def running_gunicorn(database_url: str, log: Path, port: int | None = None, **se
         yield gunicorn
     finally:
         gunicorn.stop()
+
+
+def address_of(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+def error_reply(reply: bytes) -> tuple[int, str]:
+    """The status and the `<error>` text of a raw HTTP reply carrying the XML error document."""
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/xml" in head.lower(), head
+    root = etree.fromstring(body)
+    assert root.tag == "results" and root[0].tag == "error", reply
+    return int(head.split()[1]), root[0].text

@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from app.storage.schema import accounts, symbols
 from tests.conftest import SMALL_BODY_LIMIT
-from tests.web.servers import running_gunicorn
+from tests.shim import wire
+from tests.web.servers import address_of, error_reply, running_gunicorn
 
 CREATE = b'<create><account id="1" balance="10"/></create>'
 
@@ -95,22 +96,10 @@ def test_access_lines_are_written_only_when_asked_for(database_url, schema_engin
 
 def _half_closed_exchange(server: str, request: bytes) -> bytes:
     """Send `request`, stop sending (half-close), then read the reply to the end."""
-    address = urlsplit(server)
-    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+    with wire.connect(address_of(server)) as connection:
         connection.sendall(request)
         connection.shutdown(socket.SHUT_WR)
-        reply = bytearray()
-        while chunk := connection.recv(65536):
-            reply += chunk
-    return bytes(reply)
-
-
-def _error_reply(reply: bytes) -> tuple[int, str]:
-    head, body = reply.split(b"\r\n\r\n", 1)
-    assert b"content-type: application/xml" in head.lower()
-    root = etree.fromstring(body)
-    assert root.tag == "results" and root[0].tag == "error"
-    return int(head.split()[1]), root[0].text
+        return wire.read_to_end(connection)
 
 
 def test_body_shorter_than_its_content_length_gets_400_and_is_not_run(server, engine):
@@ -118,7 +107,7 @@ def test_body_shorter_than_its_content_length_gets_400_and_is_not_run(server, en
         server,
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(CREATE) + 100, CREATE),
     )
-    assert _error_reply(reply) == (
+    assert error_reply(reply) == (
         400,
         f"request body incomplete: {len(CREATE)} of its {len(CREATE) + 100} bytes arrived",
     )
@@ -131,7 +120,7 @@ def test_chunked_body_without_its_last_chunk_gets_400_and_is_not_run(server, eng
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
         % (len(CREATE), CREATE),
     )
-    assert _error_reply(reply) == (400, "request body incomplete: it ended before its last chunk")
+    assert error_reply(reply) == (400, "request body incomplete: it ended before its last chunk")
     assert _accounts(engine) == []
 
 
@@ -153,7 +142,7 @@ def _accounts(engine) -> list[str]:
          "bad chunk size"],
 )  # fmt: skip
 def test_malformed_http_gets_the_xml_error_document(server, engine, request_head, status):
-    got, why = _error_reply(_half_closed_exchange(server, request_head))
+    got, why = error_reply(_half_closed_exchange(server, request_head))
     assert got == status and why
     assert _accounts(engine) == []
 

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from lxml import etree
 from sqlalchemy import select as select_rows
 
 from app.storage.schema import accounts, orders
@@ -27,8 +26,8 @@ from tests.conftest import SHIM_LIMIT_FLAG, SMALL_BODY_LIMIT
 from tests.integrity.books import broken_rules
 from tests.integrity.traffic import ACCOUNTS, OPENING, STRICT, SYMBOLS, background_load, post_create
 from tests.shim.processes import running_shim
-from tests.shim.wire import children, converse, framed
-from tests.web.servers import running_gunicorn
+from tests.shim.wire import children, connect, converse, framed, read_to_end
+from tests.web.servers import address_of, error_reply, running_gunicorn
 from tests.web.test_metrics import increase, scrape
 
 REQUEST_TIMEOUT_S = 1.0
@@ -61,25 +60,13 @@ class Outcome:
     after_s: float
 
     @property
-    def status(self) -> int | None:
-        line = self.reply.split(b"\r\n", 1)[0].split()
-        return int(line[1]) if len(line) > 1 else None
-
-    @property
-    def error(self) -> str:
-        root = etree.fromstring(self.reply.split(b"\r\n\r\n", 1)[1])
-        assert root.tag == "results" and root[0].tag == "error", self.reply
-        return root[0].text
+    def status_and_error(self) -> tuple[int, str]:
+        return error_reply(self.reply)
 
 
 def attacker(url: str, source: str) -> socket.socket:
     """A connection to the server at `url` from the loopback address `source`."""
-    address = urlsplit(url)
-    connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    connection.bind((source, 0))
-    connection.connect((address.hostname, address.port))
-    connection.settimeout(GIVE_UP_S)
-    return connection
+    return connect(address_of(url), GIVE_UP_S, source)
 
 
 def dribble(url: str, source: str, first: bytes, piece: bytes) -> Outcome:
@@ -90,7 +77,7 @@ def dribble(url: str, source: str, first: bytes, piece: bytes) -> Outcome:
         while time.monotonic() - started < GIVE_UP_S:
             readable, _, _ = select.select([connection], [], [], PACE_S)
             if readable:
-                return Outcome(read_until_closed(connection), time.monotonic() - started)
+                return Outcome(read_to_end(connection), time.monotonic() - started)
             with contextlib.suppress(OSError):  # closed meanwhile: read what was said
                 connection.sendall(piece)
         return Outcome(b"", time.monotonic() - started)
@@ -102,13 +89,6 @@ def dribbling(url: str, source: str, connections: int, first: bytes, piece: byte
     futures = [pool.submit(dribble, url, source, first, piece) for _ in range(connections)]
     pool.shutdown(wait=False)
     return futures
-
-
-def read_until_closed(connection: socket.socket) -> bytes:
-    received = bytearray()
-    while chunk := connection.recv(65536):
-        received += chunk
-    return bytes(received)
 
 
 @contextlib.contextmanager
@@ -138,8 +118,7 @@ def cut_off_warnings(server, source: str) -> int:
 
 
 def assert_cut_off_in_time(outcome: Outcome) -> None:
-    assert outcome.status == 408, outcome.reply
-    assert outcome.error == "request not complete within 1 s"
+    assert outcome.status_and_error == (408, "request not complete within 1 s")
     assert b"Connection: close" in outcome.reply
     assert REQUEST_TIMEOUT_S <= outcome.after_s < REQUEST_TIMEOUT_S + 2
 
@@ -182,14 +161,13 @@ def test_connections_past_the_per_client_cap_get_503_while_others_are_served(sta
         flood = [held.enter_context(attacker(server.url, "127.0.0.5")) for _ in range(100)]
         time.sleep(0.5)  # the workers accept, then refuse or hold each
         readable, _, _ = select.select(flood, [], [], 0)
-        refused = [Outcome(read_until_closed(connection), 0) for connection in readable]
+        refused = [Outcome(read_to_end(connection), 0) for connection in readable]
         load.wait_for_more("answered", 50)
         assert_tcp_clients_answered(shim)
         during = scrape(server.url)
     assert len(refused) >= 100 - 2 * PER_CLIENT
     for outcome in refused:
-        assert outcome.status == 503, outcome.reply
-        assert outcome.error == "connection refused: too many from client"
+        assert outcome.status_and_error == (503, "connection refused: too many from client")
     assert increase(
         before, during, "exchange_http_refused_connections_total", reason="too_many_from_client"
     ) == len(refused)
@@ -220,7 +198,7 @@ def test_idle_connections_are_closed_quietly_while_others_are_served(
         silent = [attacker(server.url, "127.0.0.4") for _ in range(20)]
         after_one = [one_request_then_silence(server.url, "127.0.0.4") for _ in range(20)]
         started = time.monotonic()
-        closed_quietly = [read_until_closed(connection) == b"" for connection in silent + after_one]
+        closed_quietly = [read_to_end(connection) == b"" for connection in silent + after_one]
         waited = time.monotonic() - started
         for connection in silent + after_one:
             connection.close()
@@ -239,11 +217,10 @@ def test_connections_past_the_cap_get_503_and_the_service_serves_once_they_go(
             flood = [held.enter_context(attacker(server.url, "127.0.0.6")) for _ in range(40)]
             time.sleep(0.5)  # the worker accepts, then refuses or holds each
             readable, _, _ = select.select(flood, [], [], 0)
-            refused = [Outcome(read_until_closed(connection), 0) for connection in readable]
+            refused = [Outcome(read_to_end(connection), 0) for connection in readable]
         assert len(refused) == 20
         for outcome in refused:
-            assert outcome.status == 503, outcome.reply
-            assert outcome.error == "connection refused: too many connections"
+            assert outcome.status_and_error == (503, "connection refused: too many connections")
         assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
         assert "client 127.0.0.6 connection refused: too many connections" in server.log_text()
 
@@ -269,7 +246,7 @@ def test_requests_still_arriving_are_shown_in_the_metrics(stack):
         slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
         time.sleep(0.2)  # the worker reads the first bytes
         during = scrape(server.url)
-        assert read_until_closed(slow).startswith(b"HTTP/1.1 408")
+        assert read_to_end(slow).startswith(b"HTTP/1.1 408")
     assert during[("exchange_http_requests_arriving", ())] >= 1
     after = scrape(server.url)
     assert after[("exchange_http_requests_arriving", ())] == 0
