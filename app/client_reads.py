@@ -30,7 +30,7 @@ class ReadFailed(Exception):
 
 def add_subcommands(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     """The read subcommands; each also takes the `common` options, after its name."""
-    commands = parser.add_subparsers(dest="read", metavar="{account,orders,book,trades}")
+    commands = parser.add_subparsers(dest="read")
     commands.required = True
 
     def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
