@@ -667,17 +667,19 @@ def aggregated(stats_csv: Path) -> dict[str, float]:
     if not total:
         say(f"  warning: no statistics in {_show(stats_csv)}: see its .log")
         return dict.fromkeys((*fields, "reads_per_s", "book_p99_ms"), 0.0)
-    # Percentiles are "N/A" when no request finished.
-    figures = {name: float(total[0][name].replace("N/A", "") or 0) for name in fields}
-    reads = [row for row in rows if row["Name"].startswith(READ)]
-    for name in ("Request Count", "Requests/s"):
-        figures[name] -= sum(float(row[name]) for row in reads)
-    figures["reads_per_s"] = sum(float(row["Requests/s"]) for row in reads)
-    book = [
-        float(row["99%"].replace("N/A", "") or 0) for row in reads if row["Name"] == READ + "book"
-    ]
-    figures["book_p99_ms"] = book[0] if book else 0.0
+    figures = {name: _figure(total[0][name]) for name in fields}
+    reads = {row["Name"].removeprefix(READ): row for row in rows if row["Name"].startswith(READ)}
+    read_rate = sum(_figure(row["Requests/s"]) for row in reads.values())
+    figures["Request Count"] -= sum(_figure(row["Request Count"]) for row in reads.values())
+    figures["Requests/s"] -= read_rate
+    figures["reads_per_s"] = read_rate
+    figures["book_p99_ms"] = _figure(reads["book"]["99%"]) if "book" in reads else 0.0
     return figures
+
+
+def _figure(cell: str) -> float:
+    """A cell of locust's statistics; percentiles are "N/A" when no request finished."""
+    return float(cell.replace("N/A", "") or 0)
 
 
 def _children_cpu_s() -> float:
