@@ -11,11 +11,12 @@ the local cluster.
 import http.client
 import logging
 import os
-import socket
 import sys
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
+from app.client.transport import TransportError, tcp_sender
+from app.endpoints import reachable, web_url
 from app.local import cluster
 from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
 from app.shim.config import ShimConfig
@@ -25,7 +26,6 @@ log = logging.getLogger("app.run")
 WEB_COMMAND = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "wsgi:app"]
 SHIM_COMMAND = [sys.executable, "-m", "app.shim"]
 STOP_TIMEOUT = 35  # a little longer than gunicorn's graceful_timeout
-WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 PROBE_TIMEOUT = 0.5  # seconds a restarted part has to answer before it is asked again
 EMPTY_REQUEST = b"<create/>"
 
@@ -44,7 +44,7 @@ def main() -> int:
         local = cluster.Cluster.from_env(environment)
         environment["DATABASE_URL"] = local.url()
         parts.append(LocalDatabase(local))
-    shim_address = (_reachable(shim.host), shim.port)
+    shim_address = (reachable(shim.host), shim.port)
     parts += [
         ChildProcess(
             "gunicorn", WEB_COMMAND, environment, _web_answers(web_url(environment)), STOP_TIMEOUT
@@ -57,13 +57,6 @@ def main() -> int:
     except cluster.ClusterError as error:  # starting or stopping the local PostgreSQL
         log.error("%s", error)
         return 1
-
-
-def web_url(environment: Mapping[str, str]) -> str:
-    """Where the shim and the client reach the web tier: the address gunicorn binds,
-    on loopback if wildcard."""
-    host, _, port = environment.get("EXCHANGE_BIND", "127.0.0.1:8000").rpartition(":")
-    return f"http://{_reachable(host)}:{port}/"
 
 
 def _web_answers(url: str) -> Callable[[], bool]:
@@ -82,21 +75,15 @@ def _web_answers(url: str) -> Callable[[], bool]:
 def _shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
     """Whether the shim serves: it replies to an empty request, which changes nothing.
     A connection accepted is not enough: the port may be another program's."""
+    send = tcp_sender(address, PROBE_TIMEOUT)
 
     def answers() -> bool:
         try:
-            with socket.create_connection(address, timeout=PROBE_TIMEOUT) as connection:
-                connection.sendall(b"%d\n%s" % (len(EMPTY_REQUEST), EMPTY_REQUEST))
-                return connection.recv(1) != b""
-        except OSError:
+            return bool(send(EMPTY_REQUEST))
+        except (OSError, TransportError):
             return False
 
     return answers
-
-
-def _reachable(host: str) -> str:
-    """A listening address as a client on this machine connects to it."""
-    return "127.0.0.1" if host in WILDCARDS else host
 
 
 if __name__ == "__main__":

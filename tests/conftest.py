@@ -120,3 +120,19 @@ def shim(server):
     """A shim in front of the session's server, in the default framing: bare reply, then close."""
     with running_shim(server, *SHIM_LIMIT_FLAG) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def framed_shim(server):
+    """Replies prefixed with their length line, connections kept open between requests."""
+    with running_shim(
+        server, *SHIM_LIMIT_FLAG, "--reply-length", "--keep-open", idle_timeout=1.0
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def bare_kept_open_shim(server):
+    """Connections kept open between requests, replies bare: both families of clients served."""
+    with running_shim(server, *SHIM_LIMIT_FLAG, "--keep-open", idle_timeout=1.0) as running:
+        yield running

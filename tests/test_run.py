@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
+from app.endpoints import web_url
 from app.local.cluster import free_port
-from app.run import web_url
 from tests.launcher import running_launcher
 from tests.shim.wire import converse, framed
 

@@ -13,7 +13,7 @@ import sys
 
 from lxml import etree
 
-from app.client import TransportError, tcp_sender
+from app.client.transport import TransportError, tcp_sender
 from app.shim.config import ShimConfig
 
 PROBE = b"<create/>"

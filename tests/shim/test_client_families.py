@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from app.client import read_reply
+from app.client.transport import read_reply
 from tests.conftest import SHIM_LIMIT_FLAG
 from tests.shim.processes import running_shim
 from tests.shim.wire import children, connect, converse, framed

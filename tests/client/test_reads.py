@@ -10,8 +10,8 @@ import pytest
 import requests
 from lxml import etree
 
-from app.client import main
-from app.client_reads import (
+from app.client.cli import main
+from app.client.reads import (
     CLEAR_SCREEN,
     account_table,
     all_open_orders,

@@ -6,7 +6,8 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
-from app.client import main, read_reply
+from app.client.cli import main
+from app.client.transport import read_reply
 from app.local.cluster import PROJECT, free_port
 
 CREATE = b'<create><account id="1" balance="10"/></create>'

@@ -8,52 +8,41 @@ Without `--tcp` or `--http` it asks the HTTP service at `EXCHANGE_BIND`, the
 address `make run` serves on, as the shim does under `make run`.
 
     python -m app.client account 123456          # and orders, book, trades:
-    python -m app.client book SPY --watch        # tables (app/client_reads.py)
+    python -m app.client book SPY --watch        # tables (app/client/reads.py)
 
-Each file (or stdin, also named `-`) is one request. Over TCP the request is
-framed as SPEC §5.2 says, and the reply is read whichever way the shim frames
-it: with a length line, or bare XML ended by closing the connection or by the
-end of the `<results>` element.
+Each file (or stdin, also named `-`) is one request (app/client/transport.py
+says how it travels).
 """
 
 import argparse
 import http.client
 import os
-import socket
 import sys
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from lxml import etree
 
-from app import client_reads
-from app.run import web_url
+from app.client import reads
+from app.client.transport import TransportError, http_sender, tcp_sender
+from app.endpoints import web_url
 
 OPTIONS_WITH_VALUES = frozenset({"--tcp", "--http", "--timeout"})
-MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
-READ_CHUNK = 64 * 1024
 EXIT_TRANSPORT_FAILURE = 1
-
-
-class TransportError(Exception):
-    """No usable reply: nothing came back, or what came back is not a reply."""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if _first_word(argv) in client_reads.SUBCOMMANDS:
-        reads = argparse.ArgumentParser(prog="python -m app.client", description=__doc__)
-        _add_http_options(reads)
+    if _first_word(argv) in reads.SUBCOMMANDS:
+        parser = argparse.ArgumentParser(prog="python -m app.client", description=__doc__)
+        _add_http_options(parser)
         # The same options after the subcommand's name; unset there, they keep the above.
         after_name = argparse.ArgumentParser(add_help=False)
         _add_http_options(after_name, default=argparse.SUPPRESS)
-        client_reads.add_subcommands(reads, after_name)
-        args = reads.parse_args(argv)
-        return client_reads.run(args, args.http, args.timeout)
+        reads.add_subcommands(parser, after_name)
+        args = parser.parse_args(argv)
+        return reads.run(args, args.http, args.timeout)
     args = _parser().parse_args(argv)
-    send = tcp_sender(args.tcp, args.timeout) if args.tcp else _http_sender(args.http, args.timeout)
+    send = tcp_sender(args.tcp, args.timeout) if args.tcp else http_sender(args.http, args.timeout)
     names = args.files or ["-"]
     status = 0
     for name in names:
@@ -128,63 +117,6 @@ def _read_input(name: str) -> bytes:
     return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
 
 
-def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
-    def send(body: bytes) -> bytes:
-        with socket.create_connection(address, timeout=timeout) as connection:
-            connection.sendall(b"%d\n%s" % (len(body), body))
-            with connection.makefile("rb") as stream:
-                return read_reply(stream)
-
-    return send
-
-
-def _http_sender(url: str, timeout: float) -> Callable[[bytes], bytes]:
-    def send(body: bytes) -> bytes:
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/xml"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:  # 4xx and 5xx carry an <error> document too
-            return error.read()
-
-    return send
-
-
-def read_reply(stream) -> bytes:
-    """One reply from the shim, framed with a length line or not."""
-    first = stream.readline(MAX_LENGTH_LINE + 1)
-    digits = first.rstrip(b"\r\n")
-    if first.endswith(b"\n") and digits.isdigit():
-        reply = stream.read(int(digits))
-        if len(reply) < int(digits):
-            raise TransportError(
-                f"connection closed after {len(reply)} of {int(digits)} reply bytes"
-            )
-        return reply
-    return _read_bare_document(stream, first)
-
-
-def _read_bare_document(stream, start: bytes) -> bytes:
-    """Read until the root element closes or the connection does, whichever comes first."""
-    parser = etree.XMLPullParser(events=("end",), resolve_entities=False, no_network=True)
-    received = bytearray()
-    chunk = start
-    while chunk:
-        received += chunk
-        try:
-            parser.feed(chunk)
-            if any(element.getparent() is None for _, element in parser.read_events()):
-                break
-        except etree.XMLSyntaxError as error:
-            raise TransportError(f"reply is not XML: {error}") from None
-        chunk = stream.read1(READ_CHUNK)
-    if not received:
-        raise TransportError("connection closed without a reply")
-    return bytes(received)
-
-
 def _show(reply: bytes, raw: bool) -> None:
     if not raw:
         reply = _pretty(reply)
@@ -199,7 +131,3 @@ def _pretty(reply: bytes) -> bytes:
     except etree.XMLSyntaxError as error:
         raise TransportError(f"reply is not XML: {error}") from None
     return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

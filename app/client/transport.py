@@ -1,0 +1,77 @@
+"""How the client reaches the exchange: a request document over HTTP or the legacy TCP protocol.
+
+Over TCP the request is framed as SPEC §5.2 says, and the reply is read
+whichever way the shim frames it: with a length line, or bare XML ended by
+closing the connection or by the end of the `<results>` element.
+"""
+
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from lxml import etree
+
+MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
+READ_CHUNK = 64 * 1024
+
+
+class TransportError(Exception):
+    """No usable reply: nothing came back, or what came back is not a reply."""
+
+
+def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
+    def send(body: bytes) -> bytes:
+        with socket.create_connection(address, timeout=timeout) as connection:
+            connection.sendall(b"%d\n%s" % (len(body), body))
+            with connection.makefile("rb") as stream:
+                return read_reply(stream)
+
+    return send
+
+
+def http_sender(url: str, timeout: float) -> Callable[[bytes], bytes]:
+    def send(body: bytes) -> bytes:
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/xml"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as error:  # 4xx and 5xx carry an <error> document too
+            return error.read()
+
+    return send
+
+
+def read_reply(stream) -> bytes:
+    """One reply from the shim, framed with a length line or not."""
+    first = stream.readline(MAX_LENGTH_LINE + 1)
+    digits = first.rstrip(b"\r\n")
+    if first.endswith(b"\n") and digits.isdigit():
+        reply = stream.read(int(digits))
+        if len(reply) < int(digits):
+            raise TransportError(
+                f"connection closed after {len(reply)} of {int(digits)} reply bytes"
+            )
+        return reply
+    return _read_bare_document(stream, first)
+
+
+def _read_bare_document(stream, start: bytes) -> bytes:
+    """Read until the root element closes or the connection does, whichever comes first."""
+    parser = etree.XMLPullParser(events=("end",), resolve_entities=False, no_network=True)
+    received = bytearray()
+    chunk = start
+    while chunk:
+        received += chunk
+        try:
+            parser.feed(chunk)
+            if any(element.getparent() is None for _, element in parser.read_events()):
+                break
+        except etree.XMLSyntaxError as error:
+            raise TransportError(f"reply is not XML: {error}") from None
+        chunk = stream.read1(READ_CHUNK)
+    if not received:
+        raise TransportError("connection closed without a reply")
+    return bytes(received)
