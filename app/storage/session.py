@@ -22,6 +22,7 @@ as SQLAlchemy raises them, a lost connection invalidated and marked so.
 
 import collections
 import contextlib
+import contextvars
 import functools
 from collections.abc import Iterator
 
@@ -54,8 +55,9 @@ class Statement:
         types = ", ".join(_type_of(numbered.binds[parameter]) for parameter in parameters)
         self.name = name
         self.sql = str(inlined.compile(dialect=_DIALECT))  # what a reader or EXPLAIN wants
-        self.definition = f"PREPARE {name} ({types}) AS {numbered}"
-        self.call = f"EXECUTE {name}({', '.join(f'%({p})s' for p in parameters)})"
+        arguments = ", ".join(f"%({p})s" for p in parameters)
+        self.definition = f"PREPARE {name}{f' ({types})' if types else ''} AS {numbered}"
+        self.call = f"EXECUTE {name}{f'({arguments})' if arguments else ''}"
 
     def __repr__(self) -> str:
         return f"Statement({self.name!r}, {self.sql!r})"
@@ -75,8 +77,9 @@ def _type_of(parameter: BindParameter) -> str:
     return parameter.type.compile(dialect=_DIALECT)
 
 
-def read(connection: Connection, statement: Statement, **parameters) -> list[tuple]:
-    """One statement on its own: autocommit gives it one snapshot and no BEGIN or COMMIT."""
+def execute_alone(connection: Connection, statement: Statement, **parameters) -> list[tuple]:
+    """One statement on its own, with no BEGIN or COMMIT sent: autocommit makes it a
+    transaction of its own, one snapshot, committed with it if it writes."""
     return _send(connection, (statement,), parameters)
 
 
@@ -90,24 +93,103 @@ def _send(
     """Run `statements` in one message, each prepared in it the first time this
     connection runs it; the rows of the last come back.
 
-    `before` and `after` travel in the same message. If a message preparing
-    a statement fails, whether its PREPARE took effect is unknown, so the
-    connection is discarded: the next one starts afresh.
+    `before` and `after` travel in the same message, and so, at its head, do
+    the statements of a pending `Ahead`. If a message preparing a statement
+    fails, whether its PREPARE took effect is unknown, so the connection is
+    discarded: the next one starts afresh.
     """
     prepared = connection.info.setdefault(_PREPARED, set())
-    unprepared = [statement for statement in statements if statement.name not in prepared]
+
+    def definitions(of: tuple[Statement, ...]) -> str:
+        return "".join(f"{s.definition}; " for s in of if s.name not in prepared)
+
+    head = ""
+    ahead = _AHEAD.get()
+    if ahead is not None and ahead.pending:
+        if ahead.parameters.keys() & parameters.keys():
+            raise ValueError(
+                f"parameters named twice: {ahead.parameters.keys() & parameters.keys()}"
+            )
+        head = definitions(ahead.statements) + ahead.text
+        parameters = {**ahead.parameters, **parameters}
+    else:
+        ahead = None
+    unprepared = [
+        s for s in (ahead.statements if ahead else ()) + statements if s.name not in prepared
+    ]
     calls = "; ".join(statement.call for statement in statements)
-    if not unprepared:
-        return _execute(connection, f"{before}{calls}{after}", parameters)
-    definitions = "".join(f"{statement.definition}; " for statement in unprepared)
+    text = f"{head}{before}{definitions(statements)}{calls}{after}"
     try:
-        rows = _execute(connection, f"{before}{definitions}{calls}{after}", parameters)
-    except DBAPIError:
-        if not connection.invalidated:
+        rows = _execute(connection, text, parameters)
+    except DBAPIError as error:
+        if unprepared and not connection.invalidated:
             connection.invalidate()
+        if ahead:
+            ahead.settle(connection, error)
         raise
+    if ahead:
+        ahead.pending = False
     prepared.update(statement.name for statement in unprepared)
     return rows
+
+
+class Ahead:
+    """Statements to run once, before anything else this context sends, at the head of its
+    next message rather than in a round trip of their own (`ahead_of_the_next_message`).
+
+    They run in a transaction of their own, committed without waiting for the
+    disk: WAL is flushed in order, so anything committed after them makes them
+    durable too. Fit for bookkeeping that matters only with what follows it (a
+    nonce recorded ahead of a request's work). `refusal` turns an error of
+    theirs into the exception to raise instead, or returns None.
+    """
+
+    def __init__(self, statements: tuple[Statement, ...], parameters: dict, refusal):
+        self.statements = statements
+        self.parameters = parameters
+        self.refusal = refusal
+        self.pending = True
+        calls = "; ".join(statement.call for statement in statements)
+        self.text = f"BEGIN; SET LOCAL synchronous_commit TO off; {calls}; COMMIT; "
+
+    def settle(self, connection: Connection, error: DBAPIError) -> None:
+        """After a message carrying them failed: raise their refusal when it is theirs.
+
+        Otherwise they stay pending, to go again with the caller's retry or
+        alone (`send_ahead`): whether they committed before the failure is not
+        known, and a second run refuses rather than doubles. A failure inside
+        them leaves their transaction open and aborted: it is rolled back here.
+        """
+        if not connection.invalidated and _in_failed_transaction(connection):
+            _execute(connection, "ROLLBACK", None)
+        refused = self.refusal(error)
+        if refused is not None:
+            self.pending = False
+            raise refused from error
+
+
+_AHEAD: contextvars.ContextVar[Ahead | None] = contextvars.ContextVar("ahead", default=None)
+
+
+@contextlib.contextmanager
+def ahead_of_the_next_message(ahead: Ahead) -> Iterator[Ahead]:
+    """While inside, the first message sent in this context (thread or greenlet) carries `ahead`."""
+    token = _AHEAD.set(ahead)
+    try:
+        yield ahead
+    finally:
+        _AHEAD.reset(token)
+
+
+def send_ahead(connection: Connection, ahead: Ahead) -> None:
+    """`ahead` in a message of its own, when nothing carried it."""
+    with ahead_of_the_next_message(ahead):
+        _send(connection, (), {})
+
+
+def _in_failed_transaction(connection: Connection) -> bool:
+    status = connection.connection.dbapi_connection.get_transaction_status()
+    return status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
 
 def _execute(connection: Connection, text: str, parameters: dict | None) -> list[tuple]:
@@ -219,7 +301,8 @@ def recording(engine: Engine) -> Iterator[list[str]]:
         dbapi_connection.cursor_factory = Recording
 
     def stop_recording(dbapi_connection, connection_record):
-        dbapi_connection.cursor_factory = psycopg2.extensions.cursor
+        if dbapi_connection is not None:  # None once invalidated: it is closed anyway
+            dbapi_connection.cursor_factory = psycopg2.extensions.cursor
 
     event.listen(engine, "checkout", record)
     event.listen(engine, "checkin", stop_recording)

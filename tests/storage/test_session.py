@@ -1,11 +1,18 @@
 """Statements prepared once per connection, and transactions that send their own BEGIN."""
 
 import pytest
-from sqlalchemy import Integer, bindparam, literal_column, select, text
+from sqlalchemy import Integer, Text, bindparam, literal_column, select, text
 from sqlalchemy.exc import DataError, IntegrityError
 
 from app.storage.schema import accounts
-from app.storage.session import Statement, Transaction, read
+from app.storage.session import (
+    Ahead,
+    Statement,
+    Transaction,
+    ahead_of_the_next_message,
+    execute_alone,
+    send_ahead,
+)
 
 BALANCE_OF = Statement(
     "test_balance_of",
@@ -33,8 +40,8 @@ def test_a_statement_is_prepared_in_its_first_message_then_run_by_name(exchange_
         connection.info.pop("prepared statements", None)
         connection.exec_driver_sql("DEALLOCATE ALL")
         sent.clear()
-        assert read(connection, DOUBLE, n=21) == [(42,)]
-        assert read(connection, DOUBLE, n=5) == [(10,)]
+        assert execute_alone(connection, DOUBLE, n=21) == [(42,)]
+        assert execute_alone(connection, DOUBLE, n=5) == [(10,)]
     assert sent[0].startswith("PREPARE test_double (INTEGER) AS")
     assert sent[0].endswith("; EXECUTE test_double(%(n)s)")
     assert sent[1] == "EXECUTE test_double(%(n)s)"
@@ -44,10 +51,10 @@ def test_a_failed_first_message_discards_its_connection(exchange_engine):
     failing = Statement("test_failing", select(literal_column("1") / bindparam("n", type_=Integer)))
     with exchange_engine.connect() as connection:
         with pytest.raises(DataError, match="division by zero"):
-            read(connection, failing, n=0)
+            execute_alone(connection, failing, n=0)
         assert connection.invalidated
     with exchange_engine.connect() as connection:
-        assert read(connection, failing, n=1) == [(1,)]
+        assert execute_alone(connection, failing, n=1) == [(1,)]
 
 
 def test_begin_rides_with_the_first_statement_and_commit_ends_it(engine, exchange_engine, sent):
@@ -88,3 +95,81 @@ def test_a_rolled_back_transaction_leaves_nothing_behind(engine, exchange_engine
 def test_a_transaction_needs_an_autocommit_connection(engine):
     with engine.connect() as connection, pytest.raises(RuntimeError, match="autocommit"):
         Transaction(connection)
+
+
+INSERT_ACCOUNT = Statement(
+    "test_insert_account_ahead",
+    accounts.insert().values(
+        id=bindparam("ahead_id", type_=Text), balance=bindparam("ahead_balance"), deposited=0
+    ),
+)
+
+
+INSERT_ANOTHER = Statement(
+    "test_insert_another_account",
+    accounts.insert().values(id=bindparam("another_id", type_=Text), balance=0, deposited=0),
+)
+
+
+def ahead(account_id: str, balance=0, refusal=lambda error: None) -> Ahead:
+    return Ahead((INSERT_ACCOUNT,), {"ahead_id": account_id, "ahead_balance": balance}, refusal)
+
+
+def account_ids(engine) -> list[str]:
+    with engine.connect() as connection:
+        return list(connection.execute(text("SELECT id FROM accounts ORDER BY id")).scalars())
+
+
+def test_statements_ahead_ride_at_the_head_of_the_next_message_only(engine, exchange_engine, sent):
+    first = ahead("1")
+    with ahead_of_the_next_message(first), exchange_engine.connect() as connection:
+        assert execute_alone(connection, DOUBLE, n=2) == [(4,)]
+        assert execute_alone(connection, DOUBLE, n=3) == [(6,)]
+    assert len(sent) == 2
+    assert (
+        "BEGIN; SET LOCAL synchronous_commit TO off; EXECUTE test_insert_account_ahead(" in sent[0]
+    )
+    assert "; COMMIT; " in sent[0] and sent[0].endswith("EXECUTE test_double(%(n)s)")
+    assert "test_insert_account_ahead" not in sent[1]
+    assert not first.pending
+    assert account_ids(engine) == ["1"]
+
+
+def test_statements_ahead_commit_apart_from_the_transaction_they_ride_with(engine, exchange_engine):
+    with ahead_of_the_next_message(ahead("1")), exchange_engine.connect() as connection:
+        transaction = Transaction(connection)
+        transaction.execute(DOUBLE, n=1)
+        transaction.rollback()
+    assert account_ids(engine) == ["1"]
+
+
+def test_a_refusal_of_the_statements_ahead_is_raised_and_nothing_after_them_runs(
+    engine, exchange_engine
+):
+    class Refused(Exception):
+        pass
+
+    def refusal(error):
+        return Refused() if isinstance(error, IntegrityError) else None
+
+    broken = ahead("2", balance=-1, refusal=refusal)  # balance_not_negative
+    with ahead_of_the_next_message(broken), exchange_engine.connect() as connection:
+        with pytest.raises(Refused):
+            execute_alone(connection, INSERT_ANOTHER, another_id="3")
+        assert not broken.pending
+        assert execute_alone(connection, DOUBLE, n=1) == [(2,)]  # the connection is usable
+    assert account_ids(engine) == []
+
+
+def test_statements_ahead_and_those_they_ride_with_may_not_share_a_parameter(exchange_engine):
+    with ahead_of_the_next_message(ahead("5")), exchange_engine.connect() as connection:
+        with pytest.raises(ValueError, match="ahead_id"):
+            execute_alone(connection, INSERT_ACCOUNT, ahead_id="6", ahead_balance=0)
+
+
+def test_statements_ahead_no_message_carried_go_alone(engine, exchange_engine, sent):
+    lonely = ahead("4")
+    with exchange_engine.connect() as connection:
+        send_ahead(connection, lonely)
+    assert len(sent) == 1 and sent[0].endswith("; COMMIT; ")
+    assert account_ids(engine) == ["4"]
