@@ -261,6 +261,12 @@ class Cluster:
         return self.datadir / "postmaster.pid"
 
     @property
+    def auth_secret_file(self) -> Path:
+        """Where `EXCHANGE_AUTH=on make run` keeps its master secret: beside the data, which
+        holds the keys the secret signs for (app/auth/secret.py)."""
+        return self.datadir.with_name(self.datadir.name + ".auth-secret")
+
+    @property
     def _staging(self) -> Path:
         return self.datadir.with_name(self.datadir.name + ".initdb")
 
@@ -407,12 +413,13 @@ class Cluster:
             time.sleep(0.05)
 
     def reset(self) -> None:
-        """Stop the server and delete every byte of the cluster."""
+        """Stop the server and delete every byte of the cluster, and the secret of its keys."""
         self.stop()
         if self.datadir.exists():
             _say(f"deleting {_show(self.datadir)}")
             shutil.rmtree(self.datadir)
         shutil.rmtree(self._staging, ignore_errors=True)
+        self.auth_secret_file.unlink(missing_ok=True)
 
     def status(self) -> str:
         if self.data_version() is None:

@@ -6,6 +6,7 @@ kept next to the state it explains.
 """
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     CheckConstraint,
     Column,
@@ -156,6 +157,57 @@ executions = Table(
 # The tape: a symbol's executions newest first (ids grow in execution order per
 # symbol, as executions are written under the symbol's lock).
 Index("tape", executions.c.symbol, executions.c.id)
+
+# -- who may act for whom (SPEC §8): API keys, the nonces they have used, their rate.
+# Nothing here lets a reader of the database sign a request: a key's secret is
+# derived from the service's master secret, which never enters the database
+# (app/auth/secret.py). Only app/auth/store.py reads or writes these tables.
+
+PERMISSIONS = ("admin", "trade", "read")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("account_id", Text, nullable=True),  # none for an admin key
+    Column("permissions", ARRAY(Text), nullable=False),
+    _timestamp("created_at"),
+    _timestamp("revoked_at", nullable=True),
+    CheckConstraint("id ~ '^[A-Za-z0-9_-]{1,64}$'", name="key_id_charset"),
+    CheckConstraint("account_id ~ '^[0-9]{1,64}$'", name="key_account_digits"),
+    CheckConstraint(
+        "cardinality(permissions) > 0 AND permissions <@ ARRAY['admin', 'trade', 'read']",
+        name="key_permissions_known",
+    ),
+    CheckConstraint(
+        "CASE WHEN account_id IS NULL THEN permissions = ARRAY['admin']"
+        " ELSE NOT 'admin' = ANY (permissions) END",
+        name="key_admin_xor_account",
+    ),
+)
+
+# A (key, nonce) pair is accepted once: the primary key refuses a second row,
+# whichever worker or host sends it; `key_id` is null, and refused, when the
+# key is revoked. Rows go once their proof's time no longer passes the clock check.
+auth_nonces = Table(
+    "auth_nonces",
+    metadata,
+    Column("key_id", Text, nullable=False),
+    Column("nonce", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("key_id", "nonce"),
+)
+
+# A token bucket per key, when requests per key are limited: `tokens` as of
+# `updated_at`. A request takes one; none left breaks the constraint.
+auth_buckets = Table(
+    "auth_buckets",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("tokens", NUMBER, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("tokens >= 0", name="bucket_not_overdrawn"),
+)
 
 # Any constant works; it only has to be the same for every process creating the schema.
 _SCHEMA_LOCK = 0x45584348
