@@ -11,6 +11,8 @@ class Reason(Enum):
     NOTHING_OPEN = "order has no open shares to cancel"
     INSUFFICIENT_FUNDS = "insufficient funds: order needs {needed}, balance is {available}"
     INSUFFICIENT_SHARES = "insufficient shares: order needs {needed}, position is {available}"
+    TOO_MANY_OPEN_ORDERS = "too many open orders"
+    NOT_PERMITTED = "not permitted"
     DATABASE_UNAVAILABLE = "database unavailable: this item may not have been applied"
 
 

@@ -270,6 +270,18 @@ def _record_order(is_buy: bool) -> Statement:
     )
 
 
+# How many orders the account has open, counting no further than `:most`: run after
+# the account's row is locked, so no order of it can open meanwhile.
+_open_of_account = (
+    select(orders.c.id)
+    .where(orders.c.account_id == bindparam("account_id"), orders.c.open_shares > 0)
+    .limit(bindparam("most", type_=Integer))
+    .subquery("open")
+)
+OPEN_ORDER_COUNT = Statement(
+    "open_order_count", select(func.count().label("open")).select_from(_open_of_account)
+)
+
 BOOK_AND_ACCOUNTS = {is_buy: _book_and_accounts(is_buy) for is_buy in (True, False)}
 RECORD_ORDER = {is_buy: _record_order(is_buy) for is_buy in (True, False)}
 

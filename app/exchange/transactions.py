@@ -88,7 +88,7 @@ from app.exchange.results import (
     Trades,
 )
 from app.storage.schema import missing_tables
-from app.storage.session import Statement, Transaction, read
+from app.storage.session import Statement, Transaction, execute_alone
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +188,17 @@ def _roll_back_or_discard(transaction: Transaction, connection: Connection) -> N
 class Exchange:
     """The exchange's transactions, on an engine made by `exchange_engine`."""
 
-    def __init__(self, engine: Engine, max_attempts: int = 5, slow_seconds: float = 1.0):
+    def __init__(
+        self,
+        engine: Engine,
+        max_attempts: int = 5,
+        slow_seconds: float = 1.0,
+        max_open_orders: int = 0,
+    ):
+        """`max_open_orders` bounds each account's open orders (SPEC §8); 0: no bound."""
         self._engine = engine
         self._slow_seconds = slow_seconds
+        self._max_open_orders = max_open_orders
         self.retries = 0
         self._known_accounts: set[str] = set()
         self._retrying = tenacity.Retrying(
@@ -238,7 +246,7 @@ class Exchange:
 
     def _read(self, name: str, statement: Statement, **parameters) -> list[tuple]:
         return self._on_connection(
-            name, lambda connection: read(connection, statement, **parameters)
+            name, lambda connection: execute_alone(connection, statement, **parameters)
         )
 
     def missing_tables(self) -> list[str]:
@@ -319,6 +327,8 @@ class Exchange:
         balances = {row.account_id: row.balance for row in rows}
         if command.account_id not in balances:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
+        if self._max_open_orders:
+            self._require_room(transaction, command.account_id)
         if is_buy:
             _require(
                 balances[command.account_id], wanted * command.limit, Reason.INSUFFICIENT_FUNDS
@@ -358,6 +368,19 @@ class Exchange:
             debit=debited,
         )
         return Opened(order_id, len(trades), executed)
+
+    def _require_room(self, transaction: Transaction, account_id: str) -> None:
+        """Refuse an order of an account that has as many orders open as it may.
+
+        A round trip more, only when the bound is set: the count needs a snapshot
+        taken after the account's lock was granted, which the book's statement,
+        waiting for that lock, did not have. Under the lock no order of the
+        account can open meanwhile, so the bound holds however many arrive at once.
+        """
+        most = self._max_open_orders
+        [row] = transaction.execute(sql.OPEN_ORDER_COUNT, account_id=account_id, most=most)
+        if row.open >= most:
+            raise Rejected(Reason.TOO_MANY_OPEN_ORDERS)
 
     def query_order(self, command: QueryOrder) -> OrderView:
         rows = self._read(
