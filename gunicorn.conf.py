@@ -122,7 +122,11 @@ def on_starting(server):
 
     _refuse_an_address_in_use(server)
     _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-    config = Config.from_env()
+    try:
+        config = Config.from_env()
+    except ValueError as error:  # a setting that no restart can mend
+        server.log.error("cannot start: %s", error)
+        raise SystemExit(1) from None
     engine = database_engine(config.database_url, pool_size=1)
     try:
         wait_for_database(engine, config.db_wait_seconds, server.log)
@@ -153,10 +157,20 @@ def _refuse_an_address_in_use(server):
 
 def when_ready(server):
     """gunicorn's own "Listening at" line is empty when each worker binds its socket."""
+    from app.auth.exposure import exposure_warning
+    from app.config import switch
+
     addresses = ", ".join(
         f"http://{a[0]}:{a[1]}" if isinstance(a, tuple) else str(a) for a in server.cfg.address
     )
     server.log.info("serving %s: a socket per worker (SO_REUSEPORT)", addresses)
+    for address in server.cfg.address:
+        if isinstance(address, tuple):
+            warning = exposure_warning(
+                "the service", address[0], switch(os.environ, "EXCHANGE_AUTH")
+            )
+            if warning:
+                server.log.warning("%s", warning)
 
 
 def child_exit(server, worker):

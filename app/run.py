@@ -15,7 +15,9 @@ import sys
 import urllib.request
 from collections.abc import Callable
 
+from app.auth import secret
 from app.client.transport import TransportError, tcp_sender
+from app.config import Config, switch
 from app.endpoints import reachable, web_url
 from app.local import cluster
 from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
@@ -36,8 +38,10 @@ def main() -> int:
     environment.setdefault("EXCHANGE_SHIM_UPSTREAM", web_url(environment))
     try:
         shim = ShimConfig.from_env(environment)
+        _name_the_local_secret(environment)
+        Config.from_env(environment)  # every setting checked before anything starts
     except ValueError as error:
-        log.error("cannot start: a shim setting is wrong: %s", error)
+        log.error("cannot start: %s", error)
         return 1
     parts: list[Part] = []
     if not environment.get("DATABASE_URL"):
@@ -57,6 +61,14 @@ def main() -> int:
     except cluster.ClusterError as error:  # starting or stopping the local PostgreSQL
         log.error("%s", error)
         return 1
+
+
+def _name_the_local_secret(environment: dict[str, str]) -> None:
+    """With authentication on and no master secret set, the local cluster's (made on first
+    use) is named for the parts, which see the cluster's URL as DATABASE_URL."""
+    if switch(environment, "EXCHANGE_AUTH") and not secret.configured(environment):
+        if not environment.get("DATABASE_URL"):
+            environment["EXCHANGE_AUTH_SECRET_FILE"] = str(secret.local_secret(environment))
 
 
 def _web_answers(url: str) -> Callable[[], bool]:

@@ -51,10 +51,13 @@ class Launcher:
             return False
 
     def _shim_ready(self) -> bool:
+        """The shim replies, and not for want of the service (with authentication on, the
+        probe is refused: a reply all the same)."""
         try:
-            return children(converse(self.shim_address, framed(PROBE))) == []
+            replies = children(converse(self.shim_address, framed(PROBE)))
         except (OSError, etree.XMLSyntaxError):  # not listening yet, or cut off
             return False
+        return not any((text or "").startswith("service unavailable") for _, _, text in replies)
 
     def child_pid(self, module: str, timeout: float = START_TIMEOUT) -> int:
         """The pid of the launcher's child running `module` (`gunicorn`, `app.shim`), once

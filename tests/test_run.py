@@ -1,16 +1,20 @@
 """`make run`: the launcher starts the web tier and the shim together, stops both on Ctrl-C,
 and stops both when one keeps dying."""
 
+import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 
 import pytest
 
+from app.auth.proof import Credentials
 from app.endpoints import web_url
-from app.local.cluster import free_port
+from app.local.cluster import PROJECT, Cluster, free_port
 from tests.launcher import running_launcher
-from tests.shim.wire import converse, framed
+from tests.shim.wire import children, converse, framed
 
 
 @pytest.mark.parametrize(
@@ -62,3 +66,87 @@ def test_launcher_stops_everything_when_a_part_keeps_dying(database_url, tmp_pat
     assert "shim exited with status 1: 5 deaths within 60 s: stopping everything" in log
     with pytest.raises(ProcessLookupError):  # gunicorn's master and workers were stopped
         os.killpg(gunicorn, 0)
+
+
+def test_authentication_on_needs_no_other_setting_for_the_local_cluster(tmp_path):
+    """`EXCHANGE_AUTH=on make run`: the master secret is made beside the local data, for its
+    owner's eyes only, and a key issued with `python -m app.auth` signs requests at once."""
+    local = Cluster(tmp_path / "pgdata", free_port())
+    settings = {
+        "DATABASE_URL": None,
+        "EXCHANGE_PGDATA": str(local.datadir),
+        "EXCHANGE_PGPORT": str(local.port),
+        "EXCHANGE_AUTH": "on",
+    }
+    try:
+        with running_launcher(tmp_path / "run.log", **settings) as launcher:
+            launcher.wait_until_serving()
+            secret = tmp_path / "pgdata.auth-secret"
+            assert secret.stat().st_mode & 0o777 == 0o600
+            environment = {**os.environ, **{k: v for k, v in settings.items() if v}}
+            environment.pop("DATABASE_URL", None)
+            issued = subprocess.run(
+                [sys.executable, "-m", "app.auth", "create", "--perms", "admin"],
+                cwd=PROJECT,
+                env=environment,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            key = json.loads(issued.stdout)
+            admin = Credentials(key["key"], key["secret"])
+            create = b'<create><account id="77" balance="1"/></create>'
+            assert children(converse(launcher.shim_address, framed(create))) == [
+                ("error", {}, "authentication failed")
+            ]
+            signed = converse(launcher.shim_address, framed(admin.prefixed(create)))
+            assert children(signed) == [("created", {"id": "77"}, None)]
+            assert launcher.interrupt() == 0
+    finally:
+        local.stop()
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"EXCHANGE_AUTH": "maybe"}, "EXCHANGE_AUTH must be on or off, not 'maybe'"),
+        ({"EXCHANGE_AUTH": "on"}, "EXCHANGE_AUTH=on needs the master secret"),
+        (
+            {"EXCHANGE_AUTH": "on", "EXCHANGE_AUTH_SECRET_FILE": "/nonexistent"},
+            "cannot read EXCHANGE_AUTH_SECRET_FILE",
+        ),
+    ],
+    ids=["not-a-switch", "no-secret", "no-such-file"],
+)
+def test_a_bad_authentication_setting_refuses_to_start_saying_which(
+    database_url, tmp_path, settings, reason
+):
+    with running_launcher(tmp_path / "run.log", DATABASE_URL=database_url, **settings) as launcher:
+        assert launcher.process.wait(timeout=30) == 1
+    assert f"cannot start: {reason}" in launcher.log_text()
+    assert "gunicorn" not in launcher.log_text()  # nothing was started
+
+
+@pytest.mark.parametrize("auth", ["off", "on"])
+def test_listening_beyond_loopback_with_authentication_off_is_warned_about_once_each(
+    database_url, engine, tmp_path, auth
+):
+    with running_launcher(
+        tmp_path / "run.log",
+        DATABASE_URL=database_url,
+        EXCHANGE_BIND=f"0.0.0.0:{free_port()}",
+        EXCHANGE_SHIM_HOST="0.0.0.0",
+        EXCHANGE_AUTH=auth,
+        EXCHANGE_AUTH_SECRET="x" * 32,
+    ) as launcher:
+        launcher.wait_for_log("listening on 0.0.0.0")
+        launcher.wait_for_log("Booting worker")
+        assert launcher.interrupt() == 0
+    warned = [line for line in launcher.log_text().splitlines() if "authentication off" in line]
+    if auth == "on":
+        assert warned == []
+    else:
+        assert len(warned) == 2
+        assert all("EXCHANGE_AUTH=on" in line for line in warned)
+        assert any("the service listens on 0.0.0.0" in line for line in warned)
+        assert any("the shim listens on 0.0.0.0" in line for line in warned)

@@ -14,6 +14,8 @@ from dataclasses import fields
 
 import uvloop
 
+from app.auth.exposure import exposure_warning
+from app.config import switch
 from app.shim.config import SETTINGS, ShimConfig
 from app.shim.server import Shim
 
@@ -26,6 +28,13 @@ log = logging.getLogger("app.shim")
 def main(argv: list[str] | None = None, environ=os.environ) -> int:
     config, log_level = parse_args(argv, environ)
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    try:
+        warning = exposure_warning("the shim", config.host, switch(environ, "EXCHANGE_AUTH"))
+    except ValueError as error:
+        log.error("cannot start: %s", error)
+        return 1
+    if warning:
+        log.warning("%s", warning)
     _raise_file_descriptor_limit(config.max_connections + config.concurrency)
     try:
         # uvloop runs the event loop and the socket transports in C: fewer

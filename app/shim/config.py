@@ -11,7 +11,7 @@ POSITIVE = ("idle_timeout", "upstream_timeout", "concurrency", "max_connections"
 
 @dataclass(frozen=True)
 class ShimConfig:
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # SPEC §8: loopback unless configured
     port: int = 12345
     upstream: str = "http://127.0.0.1:8000/"
     reply_length: bool = False

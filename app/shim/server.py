@@ -25,7 +25,7 @@ from app.ratelimit import RateLimitedWarnings
 from app.shim.config import ShimConfig
 from app.shim.connection import ClientConnection
 from app.shim.framing import FramingError, frame_reply
-from app.shim.upstream import Upstream
+from app.shim.upstream import Forwarded, Upstream
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +148,10 @@ class Shim:
         """One request, or in keep-open mode requests until the client is done or we stop."""
         body = await client.next_request()
         while body is not None:
-            reply = await self._forward(body, client)
-            if not await self._send(client, reply):
+            forwarded = await self._forward(body, client)
+            if not await self._send(client, forwarded.reply):
                 return
-            if not self._config.keep_open or self._stopping:
+            if not self._config.keep_open or self._stopping or forwarded.ends_connection:
                 return
             body = await self._wait_between_requests(client)
 
@@ -164,20 +164,20 @@ class Shim:
         finally:
             self._between_requests.discard(task)
 
-    async def _forward(self, body: bytes, client: ClientConnection) -> bytes:
+    async def _forward(self, body: bytes, client: ClientConnection) -> Forwarded:
         if not log.isEnabledFor(logging.DEBUG):
-            return await self._upstream.forward(body)
+            return await self._upstream.forward(body, client.host)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        reply = await self._upstream.forward(body)
+        forwarded = await self._upstream.forward(body, client.host)
         log.debug(
             "%s: %d-byte request, %d-byte reply in %.1f ms",
             client,
             len(body),
-            len(reply),
+            len(forwarded.reply),
             (loop.time() - started) * 1000,
         )
-        return reply
+        return forwarded
 
     async def _send(self, client: ClientConnection, reply: bytes) -> bool:
         """Write one reply; False when the client has gone or takes longer than the idle timeout."""

@@ -1,12 +1,24 @@
 """The HTTP service as the shim sees it: one POST per request over pooled keep-alive connections."""
 
 import logging
+from typing import NamedTuple
 
 import aiohttp
 
 from app.protocol import render_error
 
 log = logging.getLogger(__name__)
+
+
+class Forwarded(NamedTuple):
+    """The reply for the client; `ends_connection` when the service refused the client's
+    proof of a key (SPEC §8: over TCP the body, then the connection closes)."""
+
+    reply: bytes
+    ends_connection: bool = False
+
+
+UNAUTHENTICATED = 401
 
 
 class Upstream:
@@ -34,13 +46,15 @@ class Upstream:
     async def __aexit__(self, *exc_info) -> None:
         await self._session.close()
 
-    async def forward(self, body: bytes) -> bytes:
+    async def forward(self, body: bytes, client: str) -> Forwarded:
         """The service's reply: its document for 2xx and 4xx, an `<error>` of ours otherwise.
 
+        `client` is the TCP client's address, passed on for the service's logs.
         Never raises for a failure of the service: the client always gets a reply.
         """
+        headers = {"X-Forwarded-For": client}
         try:
-            async with self._session.post(self._url, data=body) as response:
+            async with self._session.post(self._url, data=body, headers=headers) as response:
                 reply = await response.read()
         except TimeoutError:
             return self._unavailable(f"no reply within {self._timeout:g} s")
@@ -48,8 +62,8 @@ class Upstream:
             return self._unavailable(str(error) or type(error).__name__)
         if response.status >= 500:
             return self._unavailable(f"HTTP {response.status} {response.reason}")
-        return reply
+        return Forwarded(reply, response.status == UNAUTHENTICATED)
 
-    def _unavailable(self, why: str) -> bytes:
+    def _unavailable(self, why: str) -> Forwarded:
         log.warning("service at %s unavailable: %s", self._url, why)
-        return render_error(f"service unavailable: {why}")
+        return Forwarded(render_error(f"service unavailable: {why}"))

@@ -5,13 +5,15 @@ import logging
 import falcon
 from sqlalchemy.exc import DBAPIError
 
+from app.auth.gate import Gate
+from app.auth.store import KeyStore, RateLimit
 from app.config import Config
 from app.exchange.errors import Rejected
 from app.exchange.results import Failed
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
 from app.storage.engine import exchange_engine, first_line
-from app.web import metrics
+from app.web import authentication, metrics
 from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
@@ -28,17 +30,20 @@ log = logging.getLogger(__name__)
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
     engine = exchange_engine(config.database_url, config.pool_size)
-    exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000)
+    exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000, config.max_open_orders)
+    gate = _gate(config, engine)
     metrics.watch_pool(engine, config.pool_size)
     observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms, DatabaseOutage())
 
     app = falcon.App(media_type=XML, middleware=[observer])
     app.resp_options.media_handlers.update(HANDLERS)
-    app.add_route("/", RequestsResource(exchange, config.max_body_bytes))
+    app.add_route("/", RequestsResource(exchange, gate, config.max_body_bytes))
     app.add_route("/symbols/{sym}/book", ReportResource(exchange, "book", ("depth",)))
     app.add_route("/symbols/{sym}/trades", ReportResource(exchange, "trades", ("limit",)))
-    app.add_route("/accounts/{id}", ReportResource(exchange, "account"))
-    app.add_route("/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after")))
+    app.add_route("/accounts/{id}", ReportResource(exchange, "account", gate=gate))
+    app.add_route(
+        "/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after"), gate)
+    )
     readiness = ReadinessResource(exchange)
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
@@ -49,8 +54,19 @@ def create_app(config: Config) -> falcon.App:
     app.add_error_handler(InvalidValue, _reply_error(falcon.HTTP_400, negotiate=True))
     app.add_error_handler(Rejected, _reply_error(falcon.HTTP_404, negotiate=True))
     app.add_error_handler(DBAPIError, _database_unavailable)
+    authentication.register(app)
     app.set_error_serializer(_serialize_http_error)
     return app
+
+
+def _gate(config: Config, engine) -> Gate:
+    """Checks proofs of a key when authentication is on; lets everything through when off."""
+    if not config.auth:
+        return Gate()
+    limit = None
+    if config.rate_limit > 0:
+        limit = RateLimit(config.rate_limit, config.rate_burst or max(config.rate_limit, 1))
+    return Gate(KeyStore(engine, limit), config.auth_secret, config.auth_skew_s)
 
 
 def _reply_error(status: str, negotiate: bool = False):

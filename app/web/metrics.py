@@ -82,6 +82,17 @@ TIMEOUTS = Counter(
     ["stage"],
 )
 
+AUTH_FAILURES = Counter(
+    "exchange_auth_failures",
+    "Requests refused with 401 for want of a valid proof of a key, by cause: missing, "
+    "malformed, stale, bad_signature (an unknown key's too), unknown_key, revoked, replayed.",
+    ["cause"],
+)
+RATE_LIMITED = Counter(
+    "exchange_rate_limited",
+    "Requests refused with 429: their key sent more than EXCHANGE_RATE_LIMIT allows.",
+)
+
 EXECUTIONS = Counter(
     "exchange_executions",
     "Executions: an incoming order matched with a resting one, at the resting order's limit.",

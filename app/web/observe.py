@@ -24,8 +24,11 @@ log = logging.getLogger("app.web.requests")
 OUTCOMES = {
     200: "ok",
     400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
     404: "not_found",
     413: "too_large",
+    429: "rate_limited",
     503: "unavailable",
 }
 
@@ -56,9 +59,11 @@ class RequestObserver:
         level = _level(status, slow)
         if not log.isEnabledFor(level):  # a line not written is not worth formatting
             return
+        key = req.context.get("key")
         fields = {
             "kind": kind,
             "account": req.context.get("account") or "-",
+            **({"key": key.id} if key else {}),
             "items": len(results),
             "failed": sum(isinstance(result, Failed) for result in results),
             "status": status,
@@ -85,10 +90,11 @@ class RequestObserver:
 
 
 def _level(status: int, slow: bool) -> int:
-    """A database outage is logged by DatabaseOutage, once; its requests are warnings."""
+    """A database outage is logged by DatabaseOutage, once; its requests are warnings. A
+    failed proof is warned about, rate-limited, where it is answered (app/web/authentication.py)."""
     if status >= 500 and status != 503:
         return logging.ERROR
-    return logging.WARNING if slow or status >= 400 else logging.INFO
+    return logging.WARNING if slow or (status >= 400 and status != 401) else logging.INFO
 
 
 def logfmt(fields: dict) -> str:

@@ -1,33 +1,44 @@
 """Falcon resources: read the body, make one domain call, write the reply."""
 
+import contextlib
 import logging
 
 import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
 
+from app.auth.gate import Gate
+from app.auth.permissions import authorize, authorize_account
 from app.exchange.service import answer, database_failed, perform
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, parse_read, parse_request, render_results
 from app.protocol.numbers import account_id
+from app.web.authentication import proven
 from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
 
 
 class RequestsResource:
-    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out."""
+    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out.
 
-    def __init__(self, exchange: Exchange, max_body_bytes: int):
+    With authentication on, the key the request proves runs only what it may.
+    """
+
+    def __init__(self, exchange: Exchange, gate: Gate, max_body_bytes: int):
         self._exchange = exchange
+        self._gate = gate
         self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.kind = "unparsed"
-        request = parse_request(self._read_body(req), self._max_body_bytes)
-        req.context.kind = request.kind
-        req.context.account = request.acting_account
-        replies = req.context.replies = answer(self._exchange, request)
+        with proven(self._gate, req, self._read_body(req)) as admitted:
+            request = authorize(
+                admitted.key, parse_request(admitted.document, self._max_body_bytes)
+            )
+            req.context.kind = request.kind
+            req.context.account = request.acting_account
+            replies = req.context.replies = answer(self._exchange, request)
         resp.content_type = XML
         resp.data = render_results(replies)
         if replies and all(database_failed(result) for _, result in replies):
@@ -50,21 +61,28 @@ class ReportResource:
 
     Parameters are named and validated as the XML attributes are; one given
     twice is refused, not guessed. A refusal (unknown symbol or account) and
-    a malformed parameter raise, answered by the app's error handlers.
+    a malformed parameter raise, answered by the app's error handlers. An
+    account's reads pass the `gate`; market data is public.
     """
 
-    def __init__(self, exchange: Exchange, kind: str, query: tuple[str, ...] = ()):
+    def __init__(
+        self, exchange: Exchange, kind: str, query: tuple[str, ...] = (), gate: Gate | None = None
+    ):
         self._exchange = exchange
         self._kind = kind
         self._query = query
+        self._gate = gate
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, **path: str) -> None:
         req.context.kind = self._kind
         req.context.account = path.get("id")
         resp.content_type = negotiated(req)
         query = {name: req.get_param(name, allow_multiple=False) for name in self._query}
-        account = account_id(path["id"], "account id") if "id" in path else None
-        report = perform(self._exchange, parse_read(self._kind, query | path, account))
+        with proven(self._gate, req) if self._gate else contextlib.nullcontext() as admitted:
+            if admitted:
+                authorize_account(admitted.key, path["id"])
+            account = account_id(path["id"], "account id") if "id" in path else None
+            report = perform(self._exchange, parse_read(self._kind, query | path, account))
         req.context.replies = [((), report)]
         resp.media = report
 

@@ -11,7 +11,7 @@ def test_defaults_without_environment():
     config, log_level = parse_args([], environ={})
     assert config == ShimConfig()
     assert (config.host, config.port, config.max_body_bytes, log_level) == (
-        "0.0.0.0",
+        "127.0.0.1",
         12345,
         1 << 20,
         "info",
