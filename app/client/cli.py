@@ -22,11 +22,12 @@ from pathlib import Path
 
 from lxml import etree
 
+from app.auth.proof import Credentials
 from app.client import reads
 from app.client.transport import TransportError, http_sender, tcp_sender
 from app.endpoints import web_url
 
-OPTIONS_WITH_VALUES = frozenset({"--tcp", "--http", "--timeout"})
+OPTIONS_WITH_VALUES = frozenset({"--tcp", "--http", "--timeout", "--key", "--secret"})
 EXIT_TRANSPORT_FAILURE = 1
 
 
@@ -40,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         _add_http_options(after_name, default=argparse.SUPPRESS)
         reads.add_subcommands(parser, after_name)
         args = parser.parse_args(argv)
-        return reads.run(args, args.http, args.timeout)
-    args = _parser().parse_args(argv)
-    send = tcp_sender(args.tcp, args.timeout) if args.tcp else http_sender(args.http, args.timeout)
+        return reads.run(args, args.http, args.timeout, _credentials(parser, args))
+    parser = _parser()
+    args = parser.parse_args(argv)
+    credentials = _credentials(parser, args)
+    if args.tcp:
+        send = tcp_sender(args.tcp, args.timeout, credentials)
+    else:
+        send = http_sender(args.http, args.timeout, credentials)
     names = args.files or ["-"]
     status = 0
     for name in names:
@@ -80,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_http_options(parser: argparse.ArgumentParser, group=None, default=None) -> None:
-    """--http and --timeout; `default` (argparse.SUPPRESS) replaces their defaults."""
+    """--http, --timeout, --key and --secret; `default` (argparse.SUPPRESS) replaces their
+    defaults."""
     (group or parser).add_argument(
         "--http",
         metavar="URL",
@@ -93,6 +100,22 @@ def _add_http_options(parser: argparse.ArgumentParser, group=None, default=None)
         default=default or 60.0,
         help="seconds to wait for each reply (default: 60)",
     )
+    parser.add_argument(
+        "--key",
+        default=default or os.environ.get("EXCHANGE_KEY"),
+        help="sign requests with this key (default: EXCHANGE_KEY), when authentication is on",
+    )
+    parser.add_argument(
+        "--secret",
+        default=default or os.environ.get("EXCHANGE_KEY_SECRET"),
+        help="the key's secret (default: EXCHANGE_KEY_SECRET)",
+    )
+
+
+def _credentials(parser: argparse.ArgumentParser, args) -> Credentials | None:
+    if bool(args.key) != bool(args.secret):
+        parser.error("--key and --secret (EXCHANGE_KEY, EXCHANGE_KEY_SECRET) go together")
+    return Credentials(args.key, args.secret) if args.key else None
 
 
 def _first_word(argv: list[str]) -> str | None:

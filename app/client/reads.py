@@ -19,6 +19,9 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from app.auth.proof import Credentials
+from app.client.transport import request_target
+
 SUBCOMMANDS = frozenset({"account", "orders", "book", "trades"})
 WATCH_EVERY_S = 1.0
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -50,12 +53,14 @@ def add_subcommands(parser: argparse.ArgumentParser, common: argparse.ArgumentPa
     trades.add_argument("--limit", type=int, default=50, help="how many (1-1000)")
 
 
-def run(args: argparse.Namespace, base_url: str, timeout: float) -> int:
+def run(
+    args: argparse.Namespace, base_url: str, timeout: float, credentials: Credentials | None = None
+) -> int:
     """Print the table the subcommand asks for (redrawn every second with --watch)."""
 
     def get(path: str, **query) -> etree._Element:
         present = {name: value for name, value in query.items() if value is not None}
-        return fetch(base_url, path, present, timeout)
+        return fetch(base_url, path, present, timeout, credentials)
 
     show = _page(args, get)
     try:
@@ -91,9 +96,14 @@ def _watch(show: Callable[[], str]) -> int:
         return 0
 
 
-def fetch(base_url: str, path: str, query: dict, timeout: float) -> etree._Element:
+def fetch(
+    base_url: str, path: str, query: dict, timeout: float, credentials: Credentials | None = None
+) -> etree._Element:
     url = base_url.rstrip("/") + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
-    request = urllib.request.Request(url, headers={"Accept": "application/xml"})
+    headers = {"Accept": "application/xml"}
+    if credentials:  # an account's reads need it; market data ignores it
+        headers["Authorization"] = credentials.header("GET", request_target(url))
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return _parse(response.read())

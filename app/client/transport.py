@@ -7,10 +7,13 @@ closing the connection or by the end of the `<results>` element.
 
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 
 from lxml import etree
+
+from app.auth.proof import Credentials
 
 MAX_LENGTH_LINE = 20  # as app/shim/framing.py; a longer first line is XML
 READ_CHUNK = 64 * 1024
@@ -20,8 +23,14 @@ class TransportError(Exception):
     """No usable reply: nothing came back, or what came back is not a reply."""
 
 
-def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], bytes]:
+def tcp_sender(
+    address: tuple[str, int], timeout: float, credentials: Credentials | None = None
+) -> Callable[[bytes], bytes]:
+    """Each body behind the prefix that proves the key, when there are `credentials`."""
+
     def send(body: bytes) -> bytes:
+        if credentials:
+            body = credentials.prefixed(body)
         with socket.create_connection(address, timeout=timeout) as connection:
             connection.sendall(b"%d\n%s" % (len(body), body))
             with connection.makefile("rb") as stream:
@@ -30,11 +39,16 @@ def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], by
     return send
 
 
-def http_sender(url: str, timeout: float) -> Callable[[bytes], bytes]:
+def http_sender(
+    url: str, timeout: float, credentials: Credentials | None = None
+) -> Callable[[bytes], bytes]:
+    """Each body POSTed, with the header that proves the key when there are `credentials`."""
+
     def send(body: bytes) -> bytes:
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/xml"}
-        )
+        headers = {"Content-Type": "application/xml"}
+        if credentials:
+            headers["Authorization"] = credentials.header("POST", request_target(url), body)
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.read()
@@ -75,3 +89,9 @@ def _read_bare_document(stream, start: bytes) -> bytes:
     if not received:
         raise TransportError("connection closed without a reply")
     return bytes(received)
+
+
+def request_target(url: str) -> str:
+    """What a request to `url` names as its target, and so what its proof signs."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")

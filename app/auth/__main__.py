@@ -1,0 +1,5 @@
+import sys
+
+from app.auth.cli import main
+
+sys.exit(main())
