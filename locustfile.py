@@ -16,6 +16,9 @@ gives each shares of every symbol, and preloads the book. The workload itself
 lives in bench/workload.py, shared with `make bench`.
 
 Its settings are the LOAD_* rows of the configuration table in README.md.
+With LOAD_KEYS (a file of `python -m bench.keys`) every request is signed, for
+a service with authentication on: the setup with the admin key, each trader's
+requests with its account's key, over HTTP in a header and over TCP in the prefix.
 
 A failure is a reply that is not a `<results>` document, or holds an error
 other than "nothing left to cancel" (a cancel may find its order fully
@@ -31,7 +34,7 @@ import time
 import gevent
 from locust import FastHttpUser, User, constant, events, task
 
-from bench.workload import READ, Shape, Trader, http_poster, problem, set_up
+from bench.workload import READ, Keys, Shape, Trader, http_poster, problem, set_up
 
 SHAPE = Shape.from_env()
 SEED = int(os.environ.get("LOAD_SEED") or 0)
@@ -45,12 +48,14 @@ READERS = int(os.environ.get("LOAD_READERS") or 0)
 READ_EVERY_S = 0.1  # a reader's pause between two polls, as a screen refreshing
 STATEMENT_EVERY = 20  # a trader's requests per statement read, when there are readers
 CLIENT_NUMBERS = itertools.count()
+KEYS = Keys.load(os.environ["LOAD_KEYS"]) if os.environ.get("LOAD_KEYS") else None
 
 
 @events.test_start.add_listener
 def _set_up(environment, **kwargs):
     if (os.environ.get("LOAD_SETUP") or "1") != "0":
-        set_up(http_poster(environment.host.rstrip("/") + "/"), SHAPE)
+        admin = KEYS.admin if KEYS else None
+        set_up(http_poster(environment.host.rstrip("/") + "/", credentials=admin), SHAPE)
     warmup = float(os.environ.get("LOAD_WARMUP") or 0)
     if warmup > 0 and environment.runner is not None:
         gevent.spawn_later(warmup, environment.runner.stats.reset_all)
@@ -79,14 +84,13 @@ class ExchangeHttpUser(Trading, FastHttpUser):
     def trade(self):
         account, body, name = self.trader.next_request()
         if READERS and next(self.requests) % STATEMENT_EVERY == 0:
-            _read(self.client, f"/accounts/{account}", "statement")
+            _read(self.client, f"/accounts/{account}", "statement", account)
             return
+        headers = {"Content-Type": "application/xml"}
+        if KEYS:
+            headers["Authorization"] = KEYS.accounts[account].header("POST", "/", body)
         with self.client.post(
-            "/",
-            data=body,
-            headers={"Content-Type": "application/xml"},
-            name=name,
-            catch_response=True,
+            "/", data=body, headers=headers, name=name, catch_response=True
         ) as response:
             reply = response.content or b""
             trouble = problem(reply) if response.status_code == 200 else None
@@ -116,8 +120,12 @@ class MarketDataUser(FastHttpUser):
         _read(self.client, f"/symbols/{self.choose(SHAPE.traded_symbols())}/trades", "trades")
 
 
-def _read(client, path: str, name: str) -> None:
-    with client.get(path, name=READ + name, catch_response=True) as response:
+def _read(client, path: str, name: str, account: str | None = None) -> None:
+    """A GET of a read; an account's is signed with its key when there are keys."""
+    headers = (
+        {"Authorization": KEYS.accounts[account].header("GET", path)} if KEYS and account else {}
+    )
+    with client.get(path, name=READ + name, headers=headers, catch_response=True) as response:
         if response.status_code != 200:
             response.failure(f"HTTP {response.status_code}")
 
@@ -132,7 +140,7 @@ class LegacyTcpUser(Trading, User):
         started = time.perf_counter()
         reply, exception = b"", None
         try:
-            reply = _exchange(body)
+            reply = _exchange(KEYS.accounts[account].prefixed(body) if KEYS else body)
             trouble = problem(reply)
             if trouble:
                 exception = RuntimeError(trouble)

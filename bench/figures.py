@@ -268,6 +268,9 @@ class Results:
              _ratio(self.median("tcp-attacked", "p99_ms"), self.median("tcp", "p99_ms"))),
             (Target("service RSS under attack, MB", maximum=400),
              max(attacked_rss, default=None)),
+            (Target("HTTP with authentication on / off", minimum=0.9), versus_base("http-auth")),
+            (Target("TCP with authentication on / off", minimum=0.9),
+             _ratio(self.median("tcp-auth"), self.median("tcp"))),
         ]  # fmt: skip
 
     def targets_table(self) -> list[list[str]]:

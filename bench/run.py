@@ -55,7 +55,8 @@ from pathlib import Path
 from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
 from bench import figures, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
-from bench.service import Service, machine_busy_s, usage
+from bench.keys import issue_keys
+from bench.service import BENCH_MASTER_SECRET, Service, machine_busy_s, usage
 from bench.workload import READ, Shape, http_poster, set_up
 
 CEILING_SQL = Path(__file__).resolve().parent / "ceiling"
@@ -86,10 +87,11 @@ class Point:
     baseline: bool = False  # measured on the baseline revision's service
     attackers: int = 0  # slow connections held against the HTTP port meanwhile
     readers: int = 0  # market-data clients polling beside the `clients` trading
+    auth: bool = False  # the service with authentication on, every request signed
 
     @property
-    def service_state(self) -> tuple[int, int]:
-        return self.workers, self.cores
+    def service_state(self) -> tuple[int, int, bool]:
+        return self.workers, self.cores, self.auth
 
 
 @dataclass(frozen=True)
@@ -167,6 +169,8 @@ def plan(
             shape=BOOK_100K,
             readers=READERS,
         ),
+        "http-auth": replace(base, label="HTTP, authentication on", auth=True),
+        "tcp-auth": replace(base, label="TCP shim, authentication on", transport="tcp", auth=True),
         "http-attacked": replace(
             base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
         ),
@@ -256,6 +260,7 @@ class Bench:
             self._start_services()
             if self._set_up():
                 self._save_setup()
+            self._issue_keys()
             self.measuring_since = time.monotonic()
             for round_number in range(1, self.settings.repeats + 1):
                 self._round(round_number)
@@ -329,6 +334,17 @@ class Bench:
             set_up(post, shape, say=lambda line: say(f"{service.name}: {line}")) for shape in shapes
         ]
 
+    def _issue_keys(self) -> None:
+        """Keys for the points with authentication on, signed with the bench's master secret."""
+        if any(point.auth for point in self.points.values()):
+            url = self.cluster.url(self.service.database)
+            issue_keys(url, BENCH_MASTER_SECRET.encode(), Shape()).save(str(self._keys))
+            say(f"keys issued for the points with authentication on: {_show(self._keys)}")
+
+    @property
+    def _keys(self) -> Path:
+        return self.directory / "keys.json"
+
     def _saved_setup(self) -> Path:
         """Where a set-up cluster is kept for the next run, named after the schema's
         source: another schema means another setup. (The baseline's database is
@@ -391,23 +407,26 @@ class Bench:
             for name in round_order(names, round_number):
                 point = self.points[name]
                 self._record(round_number, name, self._measure(round_number, name, point))
-            if state == (self.settings.default_workers, 0) and self.settings.wants("pgbench"):
+            if state == (self.settings.default_workers, 0, False) and self.settings.wants(
+                "pgbench"
+            ):
                 self._measure_ceiling(round_number)
 
-    def _order(self, state: tuple[int, int]) -> tuple[bool, int, int]:
+    def _order(self, state: tuple[int, int, bool]) -> tuple[bool, bool, int, int]:
         """The default state first, so that a round starts where the previous ended."""
-        workers, cores = state
-        return (state != (self.settings.default_workers, 0), cores, workers)
+        workers, cores, auth = state
+        return (state[:2] != (self.settings.default_workers, 0), auth, cores, workers)
 
-    def _enter(self, state: tuple[int, int]) -> None:
-        """Give the services measured in `state` its workers, and pin every one
-        (an idle one too) and the database to its CPUs."""
-        workers, cores = state
+    def _enter(self, state: tuple[int, int, bool]) -> None:
+        """Give the services measured in `state` its workers and authentication, and pin
+        every one (an idle one too) and the database to its CPUs."""
+        workers, cores, auth = state
         measured = [self._service_of(p) for p in self.points.values() if p.service_state == state]
         for service in self.services:
-            if service.name in measured and workers != service.workers:
-                say(f"restarting gunicorn of {service.name} with {workers} workers")
-                service.restart(workers)
+            if service.name in measured and (workers, auth) != (service.workers, service.auth):
+                how = "with authentication on" if auth else "with authentication off"
+                say(f"restarting {service.name} with {workers} workers, {how}")
+                service.restart(workers, auth)
         cpus = set(self.settings.cpus[:cores] if cores else self.settings.cpus)
         for service in self.services:
             service.pin(cpus)
@@ -420,6 +439,8 @@ class Bench:
         command, environment = locust_command(
             point, service, prefix, self.settings.warmup, length, seed=round_number
         )
+        if point.auth:
+            environment["LOAD_KEYS"] = str(self._keys)
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()

@@ -19,6 +19,7 @@ from app.local.cluster import APP_DATABASE, PROJECT, Cluster, free_port
 from app.run import SHIM_COMMAND, WEB_COMMAND
 
 READY_TIMEOUT_S = 60
+BENCH_MASTER_SECRET = "the benchmark's own master secret, for its points with keys"
 STOP_TIMEOUT_S = 35
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -57,6 +58,7 @@ class Service:
         self.tcp_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.workers = 0
+        self.auth = False
         self._log = log_dir / f"{name}.log"
         self._children: list[subprocess.Popen] = []
 
@@ -71,9 +73,12 @@ class Service:
         environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
         return environment
 
-    def start(self, workers: int) -> None:
+    def start(self, workers: int, auth: bool = False) -> None:
+        """Start with `workers` workers, and authentication on when `auth`."""
         environment = dict(
             self.environment(),
+            EXCHANGE_AUTH="on" if auth else "off",
+            EXCHANGE_AUTH_SECRET=BENCH_MASTER_SECRET,
             EXCHANGE_BIND=f"127.0.0.1:{self.http_port}",
             EXCHANGE_WORKERS=str(workers),
             EXCHANGE_LOG_LEVEL="warning",
@@ -97,7 +102,7 @@ class Service:
             for command in self.commands
         ]
         log.close()
-        self.workers = workers
+        self.workers, self.auth = workers, auth
         self._wait_until_ready()
 
     def stop(self) -> None:
@@ -112,9 +117,9 @@ class Service:
                 child.wait()
         self._children = []
 
-    def restart(self, workers: int) -> None:
+    def restart(self, workers: int, auth: bool = False) -> None:
         self.stop()
-        self.start(workers)
+        self.start(workers, auth)
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S

@@ -11,6 +11,7 @@ universe already set up instead of colliding with it.
 """
 
 import http.client
+import json
 import os
 import random
 import re
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from app.auth.proof import Credentials
 from app.exchange.errors import Reason
 
 BALANCE = "100000000000"  # the most digits a balance may have
@@ -174,9 +176,11 @@ class Trader:
 Post = Callable[[bytes], bytes]
 
 
-def http_poster(url: str, timeout: float = 300.0) -> Post:
-    """POST documents to `url`, over one keep-alive connection per thread."""
+def http_poster(url: str, timeout: float = 300.0, credentials: Credentials | None = None) -> Post:
+    """POST documents to `url`, over one keep-alive connection per thread; signed with
+    `credentials` when given (an admin key's: setup creates accounts and shares)."""
     parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
     local = threading.local()
 
     def post(body: bytes) -> bytes:
@@ -184,10 +188,11 @@ def http_poster(url: str, timeout: float = 300.0) -> Post:
             local.connection = http.client.HTTPConnection(
                 parts.hostname, parts.port, timeout=timeout
             )
+        headers = {"Content-Type": "application/xml"}
+        if credentials:
+            headers["Authorization"] = credentials.header("POST", target, body)
         try:
-            local.connection.request(
-                "POST", parts.path or "/", body, {"Content-Type": "application/xml"}
-            )
+            local.connection.request("POST", target, body, headers)
             return local.connection.getresponse().read()
         except (OSError, http.client.HTTPException):
             local.connection.close()
@@ -195,6 +200,31 @@ def http_poster(url: str, timeout: float = 300.0) -> Post:
             raise
 
     return post
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys the load signs with when the service runs with authentication on: an admin
+    key for the setup, and one key (trade and read) per account of the workload."""
+
+    admin: Credentials
+    accounts: dict[str, Credentials]
+
+    @classmethod
+    def load(cls, path: str) -> "Keys":
+        saved = json.loads(open(path).read())
+        return cls(
+            Credentials(*saved["admin"]),
+            {account: Credentials(*pair) for account, pair in saved["accounts"].items()},
+        )
+
+    def save(self, path: str) -> None:
+        def pair(credentials: Credentials) -> list[str]:
+            return [credentials.key, credentials.secret]
+
+        accounts = {account: pair(key) for account, key in self.accounts.items()}
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            json.dump({"admin": pair(self.admin), "accounts": accounts}, file)
 
 
 def set_up(
