@@ -4,9 +4,8 @@ It finds the request's proof (the `Authorization` header, or the `exch-auth`
 prefix of its body) and checks its time and signature in memory, so that a
 forged proof never reaches the database and a key that exists costs what
 one that does not costs. What a key may do is read once per process. The
-nonce is recorded ahead of the request's first statement (`Pass`): a
-replayed or revoked proof then fails there, before anything of the request
-runs. Every failure raises the same AuthenticationFailed; its `cause` is for
+nonce is recorded by the request's first transaction (`Pass`): a replayed
+or revoked proof then fails there, and nothing of that transaction runs. Every failure raises the same AuthenticationFailed; its `cause` is for
 the logs and metrics only.
 
 With authentication off it checks nothing, and takes a well-formed prefix
@@ -41,8 +40,9 @@ KNOWN_KEYS_LIMIT = 100_000  # keys remembered per process
 
 class Pass:
     """An admitted request: its key (None with authentication off) and its document without
-    the prefix. While inside, the request's first message to the database carries its
-    nonce; a request that sent none records it on the way out."""
+    the prefix. While inside, the request's messages to the database carry its nonce
+    until one of its transactions commits; a request that committed none records it on
+    the way out."""
 
     def __init__(
         self, key: Key | None, document: bytes, admission: Ahead | None = None, store=None
@@ -63,7 +63,7 @@ class Pass:
         if not self._admission:
             return
         self._riding.__exit__(*failure)
-        if self._admission.pending:
+        if not self._admission.done:
             self._store.admit_alone(self._admission)
 
 

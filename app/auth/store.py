@@ -3,12 +3,12 @@
 A request with a valid signature is admitted by one INSERT of its nonce,
 which fails on a second use (the primary key: whichever worker or host sends
 it, raced or not) and for a revoked key (no live key to record); with a rate
-limit, the key's token bucket is drawn in the same transaction, and an empty
-bucket fails its constraint. That work rides at the head of the request's
-first message to the database (app/storage/session.py, `Ahead`), in a
-transaction of its own: no round trip of its own, and nothing of the
-request runs when it fails. Keys never change but for their revocation, so
-what a key may do is read once per process (`key`).
+limit, the key's token bucket is drawn alongside, and an empty bucket fails
+its constraint. That work is carried by the request's first message to the
+database, inside the transaction it opens (app/storage/session.py,
+`Ahead`): no round trip of its own, and nothing of that transaction runs
+when it fails. Keys never change but for their revocation, so what a key
+may do is read once per process (`key`).
 """
 
 import datetime

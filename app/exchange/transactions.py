@@ -176,9 +176,8 @@ def _transaction(method):
 
 
 def _roll_back_or_discard(transaction: Transaction, connection: Connection) -> None:
-    """A connection already found broken, or that cannot even roll back, is discarded."""
-    if connection.invalidated:
-        return
+    """Roll back (on a connection already found broken, only forget the transaction); a
+    connection that cannot even roll back is discarded."""
     try:
         transaction.rollback()
     except DBAPIError:

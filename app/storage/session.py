@@ -89,58 +89,57 @@ def _send(
     parameters: dict,
     before: str = "",
     after: str = "",
+    transaction: "Transaction | None" = None,
 ) -> list[tuple]:
     """Run `statements` in one message, each prepared in it the first time this
     connection runs it; the rows of the last come back.
 
-    `before` and `after` travel in the same message, and so, at its head, do
-    the statements of a pending `Ahead`. If a message preparing a statement
-    fails, whether its PREPARE took effect is unknown, so the connection is
+    `before` and `after` travel in the same message, and so, first, do the
+    statements of a pending `Ahead`. If a message preparing a statement fails,
+    whether its PREPARE took effect is unknown, so the connection is
     discarded: the next one starts afresh.
     """
     prepared = connection.info.setdefault(_PREPARED, set())
-
-    def definitions(of: tuple[Statement, ...]) -> str:
-        return "".join(f"{s.definition}; " for s in of if s.name not in prepared)
-
-    head = ""
     ahead = _AHEAD.get()
-    if ahead is not None and ahead.pending:
-        if ahead.parameters.keys() & parameters.keys():
-            raise ValueError(
-                f"parameters named twice: {ahead.parameters.keys() & parameters.keys()}"
-            )
-        head = definitions(ahead.statements) + ahead.text
-        parameters = {**ahead.parameters, **parameters}
-    else:
+    if ahead is None or not ahead.ready:
         ahead = None
-    unprepared = [
-        s for s in (ahead.statements if ahead else ()) + statements if s.name not in prepared
-    ]
-    calls = "; ".join(statement.call for statement in statements)
-    text = f"{head}{before}{definitions(statements)}{calls}{after}"
+    carried = ahead.statements if ahead else ()
+    if ahead and ahead.parameters.keys() & parameters.keys():
+        raise ValueError(f"parameters named twice: {ahead.parameters.keys() & parameters.keys()}")
+    unprepared = [s for s in carried + statements if s.name not in prepared]
+    definitions = "".join(f"{statement.definition}; " for statement in unprepared)
+    calls = "; ".join(statement.call for statement in carried + statements)
+    if ahead and transaction is None:
+        calls = f"SET LOCAL synchronous_commit TO off; {calls}"  # see Ahead
     try:
-        rows = _execute(connection, text, parameters)
+        rows = _execute(
+            connection,
+            f"{before}{definitions}{calls}{after}",
+            {**ahead.parameters, **parameters} if ahead else parameters,
+        )
     except DBAPIError as error:
         if unprepared and not connection.invalidated:
             connection.invalidate()
         if ahead:
-            ahead.settle(connection, error)
+            ahead.failed(error)
         raise
-    if ahead:
-        ahead.pending = False
     prepared.update(statement.name for statement in unprepared)
+    if ahead:
+        ahead.sent(transaction)
     return rows
 
 
 class Ahead:
-    """Statements to run once, before anything else this context sends, at the head of its
+    """Statements to run once, before the rest of what this context sends, carried by its
     next message rather than in a round trip of their own (`ahead_of_the_next_message`).
 
-    They run in a transaction of their own, committed without waiting for the
-    disk: WAL is flushed in order, so anything committed after them makes them
-    durable too. Fit for bookkeeping that matters only with what follows it (a
-    nonce recorded ahead of a request's work). `refusal` turns an error of
+    They are done once a unit of work that carried them has committed: the
+    transaction they rode in, or the lone statement they went with, which then
+    commits without waiting for the disk (WAL reaches the disk in order, so
+    anything committed after makes them durable too, and a read's fate is not
+    worth a flush). A transaction that rolls back takes them with it, and the
+    next one carries them again; one whose commit's fate is unknown, too (a
+    second run refuses rather than doubles). `refusal` turns an error of
     theirs into the exception to raise instead, or returns None.
     """
 
@@ -148,24 +147,31 @@ class Ahead:
         self.statements = statements
         self.parameters = parameters
         self.refusal = refusal
-        self.pending = True
-        calls = "; ".join(statement.call for statement in statements)
-        self.text = f"BEGIN; SET LOCAL synchronous_commit TO off; {calls}; COMMIT; "
+        self.done = False
+        self.riding: Transaction | None = None  # in a transaction not ended yet
 
-    def settle(self, connection: Connection, error: DBAPIError) -> None:
-        """After a message carrying them failed: raise their refusal when it is theirs.
+    @property
+    def ready(self) -> bool:
+        """Not done, and not riding already."""
+        return not self.done and self.riding is None
 
-        Otherwise they stay pending, to go again with the caller's retry or
-        alone (`send_ahead`): whether they committed before the failure is not
-        known, and a second run refuses rather than doubles. A failure inside
-        them leaves their transaction open and aborted: it is rolled back here.
-        """
-        if not connection.invalidated and _in_failed_transaction(connection):
-            _execute(connection, "ROLLBACK", None)
+    def sent(self, transaction: "Transaction | None") -> None:
+        if transaction is None:
+            self.done = True
+        else:
+            self.riding = transaction
+            transaction.carrying = self
+
+    def failed(self, error: DBAPIError) -> None:
+        """Raise their refusal when the failure was theirs: nothing after them ran."""
         refused = self.refusal(error)
         if refused is not None:
-            self.pending = False
+            self.done = True
             raise refused from error
+
+    def ended(self, committed: bool) -> None:
+        self.riding = None
+        self.done = committed
 
 
 _AHEAD: contextvars.ContextVar[Ahead | None] = contextvars.ContextVar("ahead", default=None)
@@ -173,7 +179,8 @@ _AHEAD: contextvars.ContextVar[Ahead | None] = contextvars.ContextVar("ahead", d
 
 @contextlib.contextmanager
 def ahead_of_the_next_message(ahead: Ahead) -> Iterator[Ahead]:
-    """While inside, the first message sent in this context (thread or greenlet) carries `ahead`."""
+    """While inside, messages sent in this context (thread or greenlet) carry `ahead`'s
+    statements until a unit of work carrying them has committed."""
     token = _AHEAD.set(ahead)
     try:
         yield ahead
@@ -182,14 +189,9 @@ def ahead_of_the_next_message(ahead: Ahead) -> Iterator[Ahead]:
 
 
 def send_ahead(connection: Connection, ahead: Ahead) -> None:
-    """`ahead` in a message of its own, when nothing carried it."""
+    """`ahead` in a message of its own, when nothing carried it to a commit."""
     with ahead_of_the_next_message(ahead):
         _send(connection, (), {})
-
-
-def _in_failed_transaction(connection: Connection) -> bool:
-    status = connection.connection.dbapi_connection.get_transaction_status()
-    return status == psycopg2.extensions.TRANSACTION_STATUS_INERROR
 
 
 def _execute(connection: Connection, text: str, parameters: dict | None) -> list[tuple]:
@@ -223,7 +225,7 @@ class Transaction:
     The caller ends it with `commit`, `rollback` or `execute_and_commit`; a
     transaction never begun ends without a round trip. Once `commit_sent`, a
     connection lost before the reply leaves the outcome unknown: the commit
-    may have landed.
+    may have landed. `carrying` is the `Ahead` riding in it, if any.
     """
 
     def __init__(self, connection: Connection):
@@ -232,9 +234,10 @@ class Transaction:
         self._connection = connection
         self.begun = False
         self.commit_sent = False
+        self.carrying: Ahead | None = None
 
     def execute(self, statement: Statement, **parameters) -> list[tuple]:
-        return _send(self._connection, (statement,), parameters, self._begin())
+        return self._send((statement,), parameters)
 
     def execute_after(self, first: Statement, statement: Statement, **parameters) -> list[tuple]:
         """Run `first`, then `statement`, in one message; the rows of `statement` come back.
@@ -245,7 +248,7 @@ class Transaction:
         trip fewer while those locks are held. (The driver keeps only a
         message's last result: `first`'s rows are not seen.)
         """
-        return _send(self._connection, (first, statement), parameters, self._begin())
+        return self._send((first, statement), parameters)
 
     def execute_and_commit(self, statement: Statement, **parameters) -> None:
         """Run a statement that returns no rows, and COMMIT, in the same message.
@@ -253,10 +256,9 @@ class Transaction:
         A round trip fewer, and the locks go as soon as the writes are done.
         (The driver keeps only a message's last result: any rows would be lost.)
         """
-        before = self._begin()
-        self.commit_sent = True
-        _send(self._connection, (statement,), parameters, before, after="; COMMIT")
+        self._send((statement,), parameters, committing=True)
         self.begun = False
+        self._ended(committed=True)
 
     def commit(self) -> None:
         if self.begun:
@@ -264,19 +266,43 @@ class Transaction:
             self._end("COMMIT")
 
     def rollback(self) -> None:
-        if self.begun:
+        """Roll back, or only forget the transaction when its connection is already lost."""
+        if self.begun and not self._connection.invalidated:
             self._end("ROLLBACK")
+        self.begun = False
+        self._ended(committed=False)
 
-    def _begin(self) -> str:
-        """What must precede the next statement: BEGIN, for the first."""
-        if self.begun:
-            return ""
+    def _send(self, statements: tuple, parameters: dict, committing: bool = False) -> list[tuple]:
+        before = "" if self.begun else "BEGIN; "
         self.begun = True
-        return "BEGIN; "
+        self.commit_sent = self.commit_sent or committing
+        try:
+            return _send(
+                self._connection,
+                statements,
+                parameters,
+                before,
+                after="; COMMIT" if committing else "",
+                transaction=self,
+            )
+        except DBAPIError:
+            if committing:  # the commit's fate may be unknown: whatever rode in it goes again
+                self._ended(committed=False)
+            raise
 
     def _end(self, command: str) -> None:
         self.begun = False
-        _execute(self._connection, command, None)
+        try:
+            _execute(self._connection, command, None)
+        except DBAPIError:
+            self._ended(committed=False)
+            raise
+        self._ended(committed=command == "COMMIT")
+
+    def _ended(self, committed: bool) -> None:
+        if self.carrying is not None:
+            self.carrying.ended(committed)
+            self.carrying = None
 
 
 @contextlib.contextmanager

@@ -103,15 +103,22 @@ INSERT_ACCOUNT = Statement(
         id=bindparam("ahead_id", type_=Text), balance=bindparam("ahead_balance"), deposited=0
     ),
 )
-
-
 INSERT_ANOTHER = Statement(
     "test_insert_another_account",
     accounts.insert().values(id=bindparam("another_id", type_=Text), balance=0, deposited=0),
 )
 
 
-def ahead(account_id: str, balance=0, refusal=lambda error: None) -> Ahead:
+class Refused(Exception):
+    pass
+
+
+def ahead(account_id: str, balance=0) -> Ahead:
+    """An account inserted ahead; its insert's failure is its refusal."""
+
+    def refusal(error):
+        return Refused() if isinstance(error, IntegrityError) else None
+
     return Ahead((INSERT_ACCOUNT,), {"ahead_id": account_id, "ahead_balance": balance}, refusal)
 
 
@@ -120,43 +127,58 @@ def account_ids(engine) -> list[str]:
         return list(connection.execute(text("SELECT id FROM accounts ORDER BY id")).scalars())
 
 
-def test_statements_ahead_ride_at_the_head_of_the_next_message_only(engine, exchange_engine, sent):
+def test_statements_ahead_ride_with_the_next_lone_statement_only(engine, exchange_engine, sent):
     first = ahead("1")
     with ahead_of_the_next_message(first), exchange_engine.connect() as connection:
         assert execute_alone(connection, DOUBLE, n=2) == [(4,)]
         assert execute_alone(connection, DOUBLE, n=3) == [(6,)]
     assert len(sent) == 2
-    assert (
-        "BEGIN; SET LOCAL synchronous_commit TO off; EXECUTE test_insert_account_ahead(" in sent[0]
-    )
-    assert "; COMMIT; " in sent[0] and sent[0].endswith("EXECUTE test_double(%(n)s)")
+    assert "SET LOCAL synchronous_commit TO off; EXECUTE test_insert_account_ahead(" in sent[0]
+    assert sent[0].endswith("EXECUTE test_double(%(n)s)")
     assert "test_insert_account_ahead" not in sent[1]
-    assert not first.pending
+    assert first.done
     assert account_ids(engine) == ["1"]
 
 
-def test_statements_ahead_commit_apart_from_the_transaction_they_ride_with(engine, exchange_engine):
-    with ahead_of_the_next_message(ahead("1")), exchange_engine.connect() as connection:
+def test_statements_ahead_ride_in_a_transaction_and_are_done_when_it_commits(
+    engine, exchange_engine, sent
+):
+    riding = ahead("1")
+    with ahead_of_the_next_message(riding), exchange_engine.connect() as connection:
         transaction = Transaction(connection)
         transaction.execute(DOUBLE, n=1)
-        transaction.rollback()
+        transaction.execute(DOUBLE, n=2)
+        assert not riding.done
+        transaction.commit()
+    assert riding.done
+    assert sent[0].startswith("BEGIN; ") and "EXECUTE test_insert_account_ahead(" in sent[0]
+    assert "test_insert_account_ahead" not in sent[1]
     assert account_ids(engine) == ["1"]
+
+
+def test_a_transaction_rolled_back_takes_them_along_and_the_next_carries_them_again(
+    engine, exchange_engine, sent
+):
+    riding = ahead("1")
+    with ahead_of_the_next_message(riding), exchange_engine.connect() as connection:
+        rolled_back = Transaction(connection)
+        rolled_back.execute(INSERT_ANOTHER, another_id="2")
+        rolled_back.rollback()
+        assert account_ids(engine) == [] and not riding.done
+        committed = Transaction(connection)
+        committed.execute_and_commit(INSERT_ANOTHER, another_id="3")
+    assert riding.done
+    assert account_ids(engine) == ["1", "3"]
 
 
 def test_a_refusal_of_the_statements_ahead_is_raised_and_nothing_after_them_runs(
     engine, exchange_engine
 ):
-    class Refused(Exception):
-        pass
-
-    def refusal(error):
-        return Refused() if isinstance(error, IntegrityError) else None
-
-    broken = ahead("2", balance=-1, refusal=refusal)  # balance_not_negative
+    broken = ahead("2", balance=-1)  # balance_not_negative
     with ahead_of_the_next_message(broken), exchange_engine.connect() as connection:
         with pytest.raises(Refused):
             execute_alone(connection, INSERT_ANOTHER, another_id="3")
-        assert not broken.pending
+        assert broken.done
         assert execute_alone(connection, DOUBLE, n=1) == [(2,)]  # the connection is usable
     assert account_ids(engine) == []
 
@@ -167,9 +189,9 @@ def test_statements_ahead_and_those_they_ride_with_may_not_share_a_parameter(exc
             execute_alone(connection, INSERT_ACCOUNT, ahead_id="6", ahead_balance=0)
 
 
-def test_statements_ahead_no_message_carried_go_alone(engine, exchange_engine, sent):
+def test_statements_ahead_nothing_carried_go_alone(engine, exchange_engine, sent):
     lonely = ahead("4")
     with exchange_engine.connect() as connection:
         send_ahead(connection, lonely)
-    assert len(sent) == 1 and sent[0].endswith("; COMMIT; ")
+    assert len(sent) == 1 and lonely.done
     assert account_ids(engine) == ["4"]
