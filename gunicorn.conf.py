@@ -159,6 +159,18 @@ def when_ready(server):
     server.log.info("serving %s: a socket per worker (SO_REUSEPORT)", addresses)
 
 
+def post_worker_init(worker):
+    """Each worker forgets old idempotency keys now and then, on a connection of its own."""
+    from app.config import Config
+    from app.exchange.transactions import Exchange
+    from app.idempotency.purge import keep_purging
+    from app.storage.engine import exchange_engine
+
+    config = Config.from_env()
+    engine = exchange_engine(config.database_url, 1, config.idle_transaction_seconds)
+    keep_purging(Exchange(engine), config.idempotency_keep_hours * 3600)
+
+
 def child_exit(server, worker):
     """A dead worker's gauges no longer count; its counters do."""
     from prometheus_client import multiprocess

@@ -18,6 +18,9 @@ class Config:
     max_connections: int = 1000
     max_connections_per_client: int = 500
     read_concurrency: int = 2
+    idempotency_lease_seconds: float = 5.0
+    idempotency_keep_hours: float = 24.0
+    idle_transaction_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -34,4 +37,13 @@ class Config:
                 environ.get("EXCHANGE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client)
             ),
             read_concurrency=int(environ.get("EXCHANGE_READ_CONCURRENCY", cls.read_concurrency)),
+            idempotency_lease_seconds=float(
+                environ.get("EXCHANGE_IDEMPOTENCY_LEASE", cls.idempotency_lease_seconds)
+            ),
+            idempotency_keep_hours=float(
+                environ.get("EXCHANGE_IDEMPOTENCY_KEEP_HOURS", cls.idempotency_keep_hours)
+            ),
+            idle_transaction_seconds=float(
+                environ.get("EXCHANGE_DB_IDLE_TRANSACTION_TIMEOUT", cls.idle_transaction_seconds)
+            ),
         )

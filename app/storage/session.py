@@ -165,15 +165,16 @@ class Transaction:
         """
         return _send(self._connection, (first, statement), parameters, self._begin())
 
-    def execute_and_commit(self, statement: Statement, **parameters) -> None:
-        """Run a statement that returns no rows, and COMMIT, in the same message.
+    def execute_and_commit(self, *statements: Statement, **parameters) -> None:
+        """Run statements that return no rows, and COMMIT, in the same message.
 
         A round trip fewer, and the locks go as soon as the writes are done.
         (The driver keeps only a message's last result: any rows would be lost.)
+        If one fails, the rest of the message, COMMIT included, is skipped.
         """
         before = self._begin()
         self.commit_sent = True
-        _send(self._connection, (statement,), parameters, before, after="; COMMIT")
+        _send(self._connection, statements, parameters, before, after="; COMMIT")
         self.begun = False
 
     def commit(self) -> None:

@@ -25,7 +25,9 @@ OUTCOMES = {
     200: "ok",
     400: "bad_request",
     404: "not_found",
+    409: "in_progress",
     413: "too_large",
+    422: "key_reused",
     503: "unavailable",
 }
 
@@ -81,6 +83,8 @@ class RequestObserver:
             self._outage.request_served()
         if status == 200 and failed_for_database:
             return "partly_unavailable"
+        if req.context.get("replayed"):
+            return "replayed"
         return OUTCOMES.get(status, str(status))
 
 

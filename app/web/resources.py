@@ -6,31 +6,41 @@ import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
 
-from app.exchange.service import answer, database_failed, perform
+from app.exchange.service import perform
 from app.exchange.transactions import Exchange
-from app.protocol import DocumentTooLarge, parse_read, parse_request, render_results
+from app.idempotency.keys import HEADER, request_key
+from app.idempotency.requests import Requests
+from app.protocol import DocumentTooLarge, parse_read, parse_request
 from app.protocol.numbers import account_id
 from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
 
+REPLAYED_HEADER = "Idempotent-Replayed"
+
 
 class RequestsResource:
-    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out."""
+    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out; once per
+    idempotency key when it carries one (the header, or the prefix of the body)."""
 
-    def __init__(self, exchange: Exchange, max_body_bytes: int):
-        self._exchange = exchange
+    def __init__(self, requests: Requests, max_body_bytes: int):
+        self._requests = requests
         self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.kind = "unparsed"
-        request = parse_request(self._read_body(req), self._max_body_bytes)
+        key, document = request_key(req.get_header(HEADER), self._read_body(req))
+        request = parse_request(document, self._max_body_bytes)
         req.context.kind = request.kind
         req.context.account = request.acting_account
-        replies = req.context.replies = answer(self._exchange, request)
+        reply = self._requests.answer(request, key, document)
+        req.context.replies = reply.results
         resp.content_type = XML
-        resp.data = render_results(replies)
-        if replies and all(database_failed(result) for _, result in replies):
+        resp.data = reply.body
+        if reply.replayed:
+            req.context.replayed = True
+            resp.set_header(REPLAYED_HEADER, "true")
+        if reply.unavailable:
             # Nothing was done for want of the database, as when it fails
             # before any item: clients and proxies see the outage in the status.
             resp.status = falcon.HTTP_503
