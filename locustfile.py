@@ -20,6 +20,11 @@ Its settings are the LOAD_* rows of the configuration table in README.md.
 A failure is a reply that is not a `<results>` document, or holds an error
 other than "nothing left to cancel" (a cancel may find its order fully
 executed meanwhile: that is the workload, not a fault).
+
+Each request carries an idempotency key of its own (LOAD_KEYS=0: none) and is
+sent again under it, with backoff (app/client/resend.py), while it gets no
+reply or 409, 502 or 503: each such attempt counts as a failure named
+"resent: ...", and the request itself as one more request once taken.
 """
 
 import itertools
@@ -31,6 +36,15 @@ import time
 import gevent
 from locust import FastHttpUser, User, constant, events, task
 
+from app.client.resend import (
+    HEADER,
+    RESENT_STATUSES,
+    NotTaken,
+    new_key,
+    not_taken,
+    resending,
+    with_prefix,
+)
 from bench.workload import READ, Shape, Trader, http_poster, problem, set_up
 
 SHAPE = Shape.from_env()
@@ -45,6 +59,9 @@ READERS = int(os.environ.get("LOAD_READERS") or 0)
 READ_EVERY_S = 0.1  # a reader's pause between two polls, as a screen refreshing
 STATEMENT_EVERY = 20  # a trader's requests per statement read, when there are readers
 CLIENT_NUMBERS = itertools.count()
+KEYS = (os.environ.get("LOAD_KEYS") or "1") != "0"
+RESEND_FOR_S = 30.0  # how long a request is sent again before it counts as lost
+RESENT = "resent: "
 
 
 @events.test_start.add_listener
@@ -81,20 +98,29 @@ class ExchangeHttpUser(Trading, FastHttpUser):
         if READERS and next(self.requests) % STATEMENT_EVERY == 0:
             _read(self.client, f"/accounts/{account}", "statement")
             return
-        with self.client.post(
-            "/",
-            data=body,
-            headers={"Content-Type": "application/xml"},
-            name=name,
-            catch_response=True,
-        ) as response:
-            reply = response.content or b""
-            trouble = problem(reply) if response.status_code == 200 else None
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}")
-            elif trouble:
-                response.failure(trouble)
-            self.trader.record(account, reply)
+        headers = {"Content-Type": "application/xml"}
+        if KEYS:
+            headers[HEADER] = new_key()
+
+        def attempt() -> bytes:
+            with self.client.post(
+                "/", data=body, headers=headers, name=name, catch_response=True
+            ) as response:
+                status, reply = response.status_code, response.content or b""
+                if KEYS and (status in RESENT_STATUSES or status == 0):  # 0: no reply
+                    response.request_meta["name"] = RESENT + name
+                    response.failure(f"HTTP {status}: sent again")
+                    raise NotTaken(f"HTTP {status}")
+                trouble = problem(reply) if status == 200 else f"HTTP {status}"
+                if trouble:
+                    response.failure(trouble)
+                return reply
+
+        try:
+            reply = resending(attempt, RESEND_FOR_S) if KEYS else attempt()
+        except NotTaken:
+            return
+        self.trader.record(account, reply)
 
 
 class MarketDataUser(FastHttpUser):
@@ -129,23 +155,35 @@ class LegacyTcpUser(Trading, User):
     @task
     def trade(self):
         account, body, name = self.trader.next_request()
-        started = time.perf_counter()
-        reply, exception = b"", None
+        sent = with_prefix(new_key(), body) if KEYS else body
+
+        def attempt() -> bytes:
+            started = time.perf_counter()
+            reply, exception, resent = b"", None, False
+            try:
+                reply = _exchange(sent)
+                resent = KEYS and not_taken(reply)
+                trouble = problem(reply)
+                if trouble:
+                    exception = RuntimeError(trouble)
+            except OSError as error:
+                exception, resent = error, KEYS
+            self.environment.events.request.fire(
+                request_type="TCP",
+                name=RESENT + name if resent else name,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=len(reply),
+                exception=exception,
+                context={},
+            )
+            if resent:
+                raise NotTaken(str(exception))
+            return reply
+
         try:
-            reply = _exchange(body)
-            trouble = problem(reply)
-            if trouble:
-                exception = RuntimeError(trouble)
-        except OSError as error:
-            exception = error
-        self.environment.events.request.fire(
-            request_type="TCP",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=len(reply),
-            exception=exception,
-            context={},
-        )
+            reply = resending(attempt, RESEND_FOR_S) if KEYS else attempt()
+        except NotTaken:
+            return
         self.trader.record(account, reply)
 
 

@@ -32,16 +32,26 @@ def tcp_sender(address: tuple[str, int], timeout: float) -> Callable[[bytes], by
 
 def http_sender(url: str, timeout: float) -> Callable[[bytes], bytes]:
     def send(body: bytes) -> bytes:
-        request = urllib.request.Request(
-            url, data=body, method="POST", headers={"Content-Type": "application/xml"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:  # 4xx and 5xx carry an <error> document too
-            return error.read()
+        return http_post(url, body, timeout)[1]
 
     return send
+
+
+def http_post(
+    url: str, body: bytes, timeout: float, headers: dict | None = None
+) -> tuple[int, bytes]:
+    """The status and body of the reply; 4xx and 5xx carry an `<error>` document too."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/xml", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 def read_reply(stream) -> bytes:
