@@ -119,10 +119,13 @@ def on_starting(server):
     from app.config import Config
     from app.storage.engine import DatabaseUnreachable, database_engine, wait_for_database
     from app.storage.schema import create_schema
+    from app.web.draining import drain_before_stopping
 
     _refuse_an_address_in_use(server)
     _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     config = Config.from_env()
+    if config.drain_seconds > 0:
+        drain_before_stopping(server, config.drain_seconds)
     engine = database_engine(config.database_url, pool_size=1)
     try:
         wait_for_database(engine, config.db_wait_seconds, server.log)

@@ -20,6 +20,7 @@ class Config:
     read_concurrency: int = 2
     idempotency_lease_seconds: float = 5.0
     idempotency_keep_hours: float = 24.0
+    drain_seconds: float = 0.0
     idle_transaction_seconds: float = 5.0
 
     @classmethod
@@ -43,6 +44,7 @@ class Config:
             idempotency_keep_hours=float(
                 environ.get("EXCHANGE_IDEMPOTENCY_KEEP_HOURS", cls.idempotency_keep_hours)
             ),
+            drain_seconds=float(environ.get("EXCHANGE_DRAIN_SECONDS", cls.drain_seconds)),
             idle_transaction_seconds=float(
                 environ.get("EXCHANGE_DB_IDLE_TRANSACTION_TIMEOUT", cls.idle_transaction_seconds)
             ),

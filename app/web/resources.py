@@ -12,6 +12,7 @@ from app.idempotency.keys import HEADER, request_key
 from app.idempotency.requests import Requests
 from app.protocol import DocumentTooLarge, parse_read, parse_request
 from app.protocol.numbers import account_id
+from app.web.draining import draining
 from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ class LivenessResource:
 
 
 class ReadinessResource:
-    """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else 503.
+    """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else
+    503; 503 too while the instance drains before stopping.
 
     A failing database is this endpoint's expected answer, not an error of the
     request, so it is logged at debug only: the requests themselves log it.
@@ -98,6 +100,11 @@ class ReadinessResource:
         self._exchange = exchange
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if draining():  # stopping: balancers take the instance out (app/web/draining.py)
+            resp.status = falcon.HTTP_503
+            resp.content_type = XML
+            resp.data = _health(draining="yes")
+            return
         try:
             missing = self._exchange.missing_tables()
         except DBAPIError as error:
