@@ -47,9 +47,9 @@ def main() -> int:
     shim_address = (reachable(shim.host), shim.port)
     parts += [
         ChildProcess(
-            "gunicorn", WEB_COMMAND, environment, _web_answers(web_url(environment)), STOP_TIMEOUT
+            "gunicorn", WEB_COMMAND, environment, web_answers(web_url(environment)), STOP_TIMEOUT
         ),
-        ChildProcess("shim", SHIM_COMMAND, environment, _shim_answers(shim_address), STOP_TIMEOUT),
+        ChildProcess("shim", SHIM_COMMAND, environment, shim_answers(shim_address), STOP_TIMEOUT),
     ]
     first_delay = float(environment.get("EXCHANGE_RESTART_DELAY") or 0.5)
     try:
@@ -59,7 +59,7 @@ def main() -> int:
         return 1
 
 
-def _web_answers(url: str) -> Callable[[], bool]:
+def web_answers(url: str) -> Callable[[], bool]:
     """Whether gunicorn serves: `/livez` answers 200 (it asks the database nothing)."""
 
     def answers() -> bool:
@@ -72,7 +72,7 @@ def _web_answers(url: str) -> Callable[[], bool]:
     return answers
 
 
-def _shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
+def shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
     """Whether the shim serves: it replies to an empty request, which changes nothing.
     A connection accepted is not enough: the port may be another program's."""
     send = tcp_sender(address, PROBE_TIMEOUT)

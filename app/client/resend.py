@@ -2,8 +2,8 @@
 
 Each request gets a key of its own, the same for every attempt; an attempt
 that gets no reply (the connection refused, cut or timed out), or a reply
-saying the service could not take it (502, 503), or that the first attempt
-is still running (409), is sent again after a pause that doubles, with jitter,
+saying the service could not take it (502, 503) or gave none in time (504,
+a balancer's), or that the first attempt is still running (409), is sent again after a pause that doubles, with jitter,
 up to a total time. Over the legacy TCP protocol status codes do not travel:
 the shim's `service unavailable` error and `request in progress` say it.
 """
@@ -18,7 +18,7 @@ import tenacity
 from app.client.transport import TransportError, http_post, tcp_sender
 
 HEADER = "Idempotency-Key"
-RESENT_STATUSES = frozenset({409, 502, 503})
+RESENT_STATUSES = frozenset({409, 502, 503, 504})
 # A reply that is only the error of a request not taken: the shim's, or a repeat's.
 NOT_TAKEN = re.compile(
     rb"\s*(<\?xml[^>]*\?>\s*)?<results>\s*<error>"
