@@ -23,7 +23,7 @@ executed meanwhile: that is the workload, not a fault).
 
 Each request carries an idempotency key of its own (LOAD_KEYS=0: none) and is
 sent again under it, with backoff (app/client/resend.py), while it gets no
-reply or 409, 502 or 503: each such attempt counts as a failure named
+reply or 409, 502, 503 or 504: each such attempt counts as a failure named
 "resent: ...", and the request itself as one more request once taken.
 """
 

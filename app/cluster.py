@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     environment = dict(os.environ)
     if argv == ["restart"]:
         return _request_rolling_restart(environment)
-    haproxy = haproxy_program()
+    haproxy = haproxy_program(environment)
     if haproxy is None:
         log.error("%s", INSTALL_HAPROXY)
         return 1

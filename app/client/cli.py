@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         default=RESEND_FOR_S,
         metavar="SECONDS",
         help="send a request again, under the same idempotency key, while it gets no reply "
-        f"or 409, 502 or 503, for up to this long (default: {RESEND_FOR_S:g}; 0: once)",
+        f"or 409, 502, 503 or 504, for up to this long (default: {RESEND_FOR_S:g}; 0: once)",
     )
     parser.add_argument(
         "files",

@@ -3,9 +3,10 @@
 Each request gets a key of its own, the same for every attempt; an attempt
 that gets no reply (the connection refused, cut or timed out), or a reply
 saying the service could not take it (502, 503) or gave none in time (504,
-a balancer's), or that the first attempt is still running (409), is sent again after a pause that doubles, with jitter,
-up to a total time. Over the legacy TCP protocol status codes do not travel:
-the shim's `service unavailable` error and `request in progress` say it.
+a balancer's), or that the first attempt is still running (409), is sent
+again after a pause that doubles, with jitter, up to a total time. Over the
+legacy TCP protocol status codes do not travel: the shim's `service
+unavailable` error and `request in progress` say it.
 """
 
 import http.client

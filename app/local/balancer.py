@@ -136,9 +136,11 @@ def configuration(
     return "\n".join(lines)
 
 
-def haproxy_program() -> str | None:
-    """HAProxy's executable: on PATH, or where Debian puts it (not on a normal user's PATH)."""
-    return shutil.which("haproxy", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
+def haproxy_program(environment=os.environ) -> str | None:
+    """HAProxy's executable (EXCHANGE_HAPROXY): on PATH, or where Debian puts it, which is
+    not on a normal user's PATH."""
+    name = environment.get("EXCHANGE_HAPROXY") or "haproxy"
+    return shutil.which(name, path=f"{environment.get('PATH', '')}:/usr/sbin:/usr/local/sbin")
 
 
 def server_states(stats_url: str, timeout: float = 1.0) -> dict[tuple[str, str], str]:
