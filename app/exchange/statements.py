@@ -608,6 +608,11 @@ def _seconds(name: str):
 
 
 _lease_end = func.clock_timestamp() + _seconds("lease_seconds")
+# A claim and a reply commit without waiting for their WAL to reach the disk:
+# a child's commit, which waits, flushes its claim with it (the WAL is written in
+# order), and a reply lost to a crash in the few hundred milliseconds before the
+# flush leaves the claim to lapse: a repeat answers the children from their records.
+_UNSYNCED = func.set_config("synchronous_commit", "off", True).label("unsynced")
 _request = (
     idempotent_requests.c.scope == bindparam("scope", type_=Text),
     idempotent_requests.c.key == bindparam("key", type_=Text),
@@ -644,7 +649,7 @@ def _claim() -> Statement:
                 | (existing.attempt == new.excluded.attempt)  # this attempt's, sent again
             )
             & (existing.fingerprint == new.excluded.fingerprint),
-        ).returning(existing.attempts),
+        ).returning(existing.attempts, _UNSYNCED),
     )
 
 
@@ -687,7 +692,7 @@ RECORD_REPLY = Statement(
     update(idempotent_requests)
     .where(*_ours)
     .values(reply=bindparam("reply"), lease_until=null())
-    .returning(idempotent_requests.c.attempt),
+    .returning(idempotent_requests.c.attempt, _UNSYNCED),
 )
 
 RENEW_LEASE = Statement(

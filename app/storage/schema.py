@@ -181,7 +181,9 @@ idempotent_requests = Table(
     CheckConstraint("key ~ '^[A-Za-z0-9_-]{1,64}$'", name="idempotency_key_valid"),
     CheckConstraint("(reply IS NULL) = (lease_until IS NOT NULL)", name="answered_or_leased"),
 )
-Index("idempotent_requests_by_age", idempotent_requests.c.created_at)
+# Rows arrive in time order, so a block-range index finds the oldest for the purge at
+# a fraction of a b-tree's cost per claim.
+Index("idempotent_requests_by_age", idempotent_requests.c.created_at, postgresql_using="brin")
 
 # One row per child of an idempotent request whose effect committed, written in the
 # child's own transaction: the proof that it ran, and what a repeat answers for it.
