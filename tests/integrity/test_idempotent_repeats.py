@@ -10,6 +10,7 @@ import requests
 from lxml import etree
 from sqlalchemy import func, select
 
+from app.client.resend import RESENT_STATUSES, NotTaken, resending
 from app.storage.schema import orders
 from tests.integrity.books import broken_rules
 from tests.integrity.test_faults import wait_for_workers
@@ -28,7 +29,19 @@ BUYS_AND_SELLS = (
     + b"</transactions>"
 )
 KEY = {"Idempotency-Key": "cut-off-1"}
-LEASE_S = "1"  # how long the repeat is refused with 409 before it takes the claim over
+LEASE_S = "1"  # how long a repeat is refused with 409 before it takes the claim over
+
+
+def send_again(url: str) -> requests.Response:
+    """The request under its key, as our clients resend it (app/client/resend.py)."""
+
+    def attempt() -> requests.Response:
+        reply = requests.post(url + "/", BUYS_AND_SELLS, headers=KEY, timeout=60)
+        if reply.status_code in RESENT_STATUSES:
+            raise NotTaken(f"HTTP {reply.status_code}")
+        return reply
+
+    return resending(attempt)
 
 
 def stored_orders(engine) -> int:
@@ -69,11 +82,10 @@ def test_a_request_cut_off_by_a_killed_worker_runs_each_child_once_when_repeated
         assert isinstance(first[0], requests.ConnectionError) and 0 < cut_at < ORDERS
         wait_for_workers(server, 1, killed=worker)
 
-        repeat = requests.post(server.url + "/", BUYS_AND_SELLS, headers=KEY, timeout=60)
-        while repeat.status_code == 409:  # until the cut-off attempt's lease runs out
-            time.sleep(0.2)
-            repeat = requests.post(server.url + "/", BUYS_AND_SELLS, headers=KEY, timeout=60)
-        again = requests.post(server.url + "/", BUYS_AND_SELLS, headers=KEY, timeout=60)
+        repeat = send_again(
+            server.url
+        )  # refused until the worker is back, 409 until the lease ends
+        again = send_again(server.url)
 
     assert repeat.status_code == 200 and again.content == repeat.content
     opened = [child.get("id") for child in etree.fromstring(repeat.content)]
