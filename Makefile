@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv db run test lint audit reset clean load bench bench-report bench-profile
+.PHONY: venv db run cluster cluster-restart test lint audit reset clean load bench bench-report bench-profile
 
 venv: $(VENV)/.installed
 
@@ -26,6 +26,14 @@ endif
 
 run: venv
 	$(PY) -m app.run
+
+# EXCHANGE_HOSTS instances (3) behind HAProxy, which must be installed; see README.md.
+cluster: venv
+	$(PY) -m app.cluster
+
+# A rolling restart of the instances of a running `make cluster`, one after the other.
+cluster-restart: venv
+	$(PY) -m app.cluster restart
 
 test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

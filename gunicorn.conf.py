@@ -119,6 +119,7 @@ def on_starting(server):
     from app.config import Config
     from app.storage.engine import DatabaseUnreachable, database_engine, wait_for_database
     from app.storage.schema import create_schema
+    from app.web.draining import drain_before_stopping
 
     _refuse_an_address_in_use(server)
     _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
@@ -127,6 +128,8 @@ def on_starting(server):
     except ValueError as error:  # a setting that no restart can mend
         server.log.error("cannot start: %s", error)
         raise SystemExit(1) from None
+    if config.drain_seconds > 0:
+        drain_before_stopping(server, config.drain_seconds)
     engine = database_engine(config.database_url, pool_size=1)
     try:
         wait_for_database(engine, config.db_wait_seconds, server.log)
@@ -171,6 +174,18 @@ def when_ready(server):
             )
             if warning:
                 server.log.warning("%s", warning)
+
+
+def post_worker_init(worker):
+    """Each worker forgets old idempotency keys now and then, on a connection of its own."""
+    from app.config import Config
+    from app.exchange.transactions import Exchange
+    from app.idempotency.purge import keep_purging
+    from app.storage.engine import exchange_engine
+
+    config = Config.from_env()
+    engine = exchange_engine(config.database_url, 1, config.idle_transaction_seconds)
+    keep_purging(Exchange(engine), config.idempotency_keep_hours * 3600)
 
 
 def child_exit(server, worker):

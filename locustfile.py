@@ -16,13 +16,20 @@ gives each shares of every symbol, and preloads the book. The workload itself
 lives in bench/workload.py, shared with `make bench`.
 
 Its settings are the LOAD_* rows of the configuration table in README.md.
-With LOAD_KEYS (a file of `python -m bench.keys`) every request is signed, for
-a service with authentication on: the setup with the admin key, each trader's
-requests with its account's key, over HTTP in a header and over TCP in the prefix.
 
 A failure is a reply that is not a `<results>` document, or holds an error
 other than "nothing left to cancel" (a cancel may find its order fully
 executed meanwhile: that is the workload, not a fault).
+
+Each request carries an idempotency key of its own (LOAD_KEYS=0: none) and is
+sent again under it, with backoff (app/client/resend.py), while it gets no
+reply or 409, 502, 503 or 504: each such attempt counts as a failure named
+"resent: ...", and the request itself as one more request once taken.
+
+With LOAD_AUTH_KEYS (a file of `python -m bench.keys`) every attempt is
+signed, for a service with authentication on: the setup with the admin key,
+each trader's requests with its account's key, over HTTP in a header and
+over TCP in the prefix.
 """
 
 import itertools
@@ -34,6 +41,15 @@ import time
 import gevent
 from locust import FastHttpUser, User, constant, events, task
 
+from app.client.resend import (
+    HEADER,
+    RESENT_STATUSES,
+    NotTaken,
+    new_key,
+    not_taken,
+    resending,
+    with_prefix,
+)
 from bench.workload import READ, Keys, Shape, Trader, http_poster, problem, set_up
 
 SHAPE = Shape.from_env()
@@ -48,13 +64,16 @@ READERS = int(os.environ.get("LOAD_READERS") or 0)
 READ_EVERY_S = 0.1  # a reader's pause between two polls, as a screen refreshing
 STATEMENT_EVERY = 20  # a trader's requests per statement read, when there are readers
 CLIENT_NUMBERS = itertools.count()
-KEYS = Keys.load(os.environ["LOAD_KEYS"]) if os.environ.get("LOAD_KEYS") else None
+KEYED = (os.environ.get("LOAD_KEYS") or "1") != "0"
+AUTH_KEYS = Keys.load(os.environ["LOAD_AUTH_KEYS"]) if os.environ.get("LOAD_AUTH_KEYS") else None
+RESEND_FOR_S = 30.0  # how long a request is sent again before it counts as lost
+RESENT = "resent: "
 
 
 @events.test_start.add_listener
 def _set_up(environment, **kwargs):
     if (os.environ.get("LOAD_SETUP") or "1") != "0":
-        admin = KEYS.admin if KEYS else None
+        admin = AUTH_KEYS.admin if AUTH_KEYS else None
         set_up(http_poster(environment.host.rstrip("/") + "/", credentials=admin), SHAPE)
     warmup = float(os.environ.get("LOAD_WARMUP") or 0)
     if warmup > 0 and environment.runner is not None:
@@ -87,18 +106,30 @@ class ExchangeHttpUser(Trading, FastHttpUser):
             _read(self.client, f"/accounts/{account}", "statement", account)
             return
         headers = {"Content-Type": "application/xml"}
-        if KEYS:
-            headers["Authorization"] = KEYS.accounts[account].header("POST", "/", body)
-        with self.client.post(
-            "/", data=body, headers=headers, name=name, catch_response=True
-        ) as response:
-            reply = response.content or b""
-            trouble = problem(reply) if response.status_code == 200 else None
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}")
-            elif trouble:
-                response.failure(trouble)
-            self.trader.record(account, reply)
+        if KEYED:
+            headers[HEADER] = new_key()
+
+        def attempt() -> bytes:
+            if AUTH_KEYS:  # a proof is accepted once: each attempt signs anew
+                headers["Authorization"] = AUTH_KEYS.accounts[account].header("POST", "/", body)
+            with self.client.post(
+                "/", data=body, headers=headers, name=name, catch_response=True
+            ) as response:
+                status, reply = response.status_code, response.content or b""
+                if KEYED and (status in RESENT_STATUSES or status == 0):  # 0: no reply
+                    response.request_meta["name"] = RESENT + name
+                    response.failure(f"HTTP {status}: sent again")
+                    raise NotTaken(f"HTTP {status}")
+                trouble = problem(reply) if status == 200 else f"HTTP {status}"
+                if trouble:
+                    response.failure(trouble)
+                return reply
+
+        try:
+            reply = resending(attempt, RESEND_FOR_S) if KEYED else attempt()
+        except NotTaken:
+            return
+        self.trader.record(account, reply)
 
 
 class MarketDataUser(FastHttpUser):
@@ -122,9 +153,9 @@ class MarketDataUser(FastHttpUser):
 
 def _read(client, path: str, name: str, account: str | None = None) -> None:
     """A GET of a read; an account's is signed with its key when there are keys."""
-    headers = (
-        {"Authorization": KEYS.accounts[account].header("GET", path)} if KEYS and account else {}
-    )
+    headers = {}
+    if AUTH_KEYS and account:
+        headers["Authorization"] = AUTH_KEYS.accounts[account].header("GET", path)
     with client.get(path, name=READ + name, headers=headers, catch_response=True) as response:
         if response.status_code != 200:
             response.failure(f"HTTP {response.status_code}")
@@ -137,23 +168,36 @@ class LegacyTcpUser(Trading, User):
     @task
     def trade(self):
         account, body, name = self.trader.next_request()
-        started = time.perf_counter()
-        reply, exception = b"", None
+        keyed = with_prefix(new_key(), body) if KEYED else body
+
+        def attempt() -> bytes:
+            started = time.perf_counter()
+            reply, exception, resent = b"", None, False
+            try:
+                sent = AUTH_KEYS.accounts[account].prefixed(keyed) if AUTH_KEYS else keyed
+                reply = _exchange(sent)
+                resent = KEYED and not_taken(reply)
+                trouble = problem(reply)
+                if trouble:
+                    exception = RuntimeError(trouble)
+            except OSError as error:
+                exception, resent = error, KEYED
+            self.environment.events.request.fire(
+                request_type="TCP",
+                name=RESENT + name if resent else name,
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=len(reply),
+                exception=exception,
+                context={},
+            )
+            if resent:
+                raise NotTaken(str(exception))
+            return reply
+
         try:
-            reply = _exchange(KEYS.accounts[account].prefixed(body) if KEYS else body)
-            trouble = problem(reply)
-            if trouble:
-                exception = RuntimeError(trouble)
-        except OSError as error:
-            exception = error
-        self.environment.events.request.fire(
-            request_type="TCP",
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=len(reply),
-            exception=exception,
-            context={},
-        )
+            reply = resending(attempt, RESEND_FOR_S) if KEYED else attempt()
+        except NotTaken:
+            return
         self.trader.record(account, reply)
 
 

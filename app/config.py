@@ -29,6 +29,10 @@ class Config:
     rate_limit: Decimal = Decimal(0)  # requests per key per second; 0: no limit
     rate_burst: Decimal = Decimal(0)  # requests at once; 0: as many as the rate
     max_open_orders: int = 0  # per account; 0: no limit
+    idempotency_lease_seconds: float = 5.0
+    idempotency_keep_hours: float = 24.0
+    drain_seconds: float = 0.0
+    idle_transaction_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -53,6 +57,16 @@ class Config:
             rate_limit=_at_least(environ, "EXCHANGE_RATE_LIMIT", cls.rate_limit, 0),
             rate_burst=_at_least(environ, "EXCHANGE_RATE_BURST", cls.rate_burst, 0),
             max_open_orders=int(_at_least(environ, "EXCHANGE_MAX_OPEN_ORDERS", 0, 0)),
+            idempotency_lease_seconds=float(
+                environ.get("EXCHANGE_IDEMPOTENCY_LEASE", cls.idempotency_lease_seconds)
+            ),
+            idempotency_keep_hours=float(
+                environ.get("EXCHANGE_IDEMPOTENCY_KEEP_HOURS", cls.idempotency_keep_hours)
+            ),
+            drain_seconds=float(environ.get("EXCHANGE_DRAIN_SECONDS", cls.drain_seconds)),
+            idle_transaction_seconds=float(
+                environ.get("EXCHANGE_DB_IDLE_TRANSACTION_TIMEOUT", cls.idle_transaction_seconds)
+            ),
         )
 
 

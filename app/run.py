@@ -38,8 +38,7 @@ def main() -> int:
     environment.setdefault("EXCHANGE_SHIM_UPSTREAM", web_url(environment))
     try:
         shim = ShimConfig.from_env(environment)
-        _name_the_local_secret(environment)
-        Config.from_env(environment)  # every setting checked before anything starts
+        check_settings(environment)
     except ValueError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -51,9 +50,9 @@ def main() -> int:
     shim_address = (reachable(shim.host), shim.port)
     parts += [
         ChildProcess(
-            "gunicorn", WEB_COMMAND, environment, _web_answers(web_url(environment)), STOP_TIMEOUT
+            "gunicorn", WEB_COMMAND, environment, web_answers(web_url(environment)), STOP_TIMEOUT
         ),
-        ChildProcess("shim", SHIM_COMMAND, environment, _shim_answers(shim_address), STOP_TIMEOUT),
+        ChildProcess("shim", SHIM_COMMAND, environment, shim_answers(shim_address), STOP_TIMEOUT),
     ]
     first_delay = float(environment.get("EXCHANGE_RESTART_DELAY") or 0.5)
     try:
@@ -63,15 +62,17 @@ def main() -> int:
         return 1
 
 
-def _name_the_local_secret(environment: dict[str, str]) -> None:
-    """With authentication on and no master secret set, the local cluster's (made on first
-    use) is named for the parts, which see the cluster's URL as DATABASE_URL."""
+def check_settings(environment: dict[str, str]) -> None:
+    """Every setting of the parts checked before anything starts (ValueError says which is
+    wrong). With authentication on and no master secret set, the local cluster's (made on
+    first use) is named for the parts, which will see the cluster's URL as DATABASE_URL."""
     if switch(environment, "EXCHANGE_AUTH") and not secret.configured(environment):
         if not environment.get("DATABASE_URL"):
             environment["EXCHANGE_AUTH_SECRET_FILE"] = str(secret.local_secret(environment))
+    Config.from_env(environment)
 
 
-def _web_answers(url: str) -> Callable[[], bool]:
+def web_answers(url: str) -> Callable[[], bool]:
     """Whether gunicorn serves: `/livez` answers 200 (it asks the database nothing)."""
 
     def answers() -> bool:
@@ -84,7 +85,7 @@ def _web_answers(url: str) -> Callable[[], bool]:
     return answers
 
 
-def _shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
+def shim_answers(address: tuple[str, int]) -> Callable[[], bool]:
     """Whether the shim serves: it replies to an empty request, which changes nothing.
     A connection accepted is not enough: the port may be another program's."""
     send = tcp_sender(address, PROBE_TIMEOUT)

@@ -42,7 +42,17 @@ RUN_FIELDS = [
     "idle_service_cpu_pct",
     "reads_per_s",
     "book_p99_ms",
+    "haproxy_cpu_pct",
+    "shim_cpu_pct",
+    "gunicorn_cpu_pct",
+    "postgres_cpu_pct",
 ]
+TIER_NAMES = {
+    "haproxy": "HAProxy",
+    "shim": "shim",
+    "gunicorn": "gunicorn",
+    "postgres": "PostgreSQL",
+}
 PGBENCH_FIELDS = ["round", "clients", "seconds", "tps", "latency_ms"]
 
 
@@ -96,7 +106,14 @@ def ours(point: str) -> str:
 
 def cpu_ms_per_request(row: dict) -> float | None:
     """CPU milliseconds the server side spent per request in one repetition."""
-    return 10 * row["server_cpu_pct"] / row["requests_per_s"] if row["requests_per_s"] else None
+    return _per_request(row, "server_cpu_pct")
+
+
+def _per_request(row: dict, cpu_pct: str) -> float | None:
+    """CPU milliseconds per request from a percentage of a CPU, in one repetition."""
+    if not row["requests_per_s"] or row.get(cpu_pct) is None:
+        return None
+    return 10 * row[cpu_pct] / row["requests_per_s"]
 
 
 # What the before/after table compares, per repetition, and how it is shown.
@@ -271,7 +288,32 @@ class Results:
             (Target("HTTP with authentication on / off", minimum=0.9), versus_base("http-auth")),
             (Target("TCP with authentication on / off", minimum=0.9),
              _ratio(self.median("tcp-auth"), self.median("tcp"))),
+            (Target("make cluster over HTTP / make run over HTTP", minimum=0.85),
+             versus_base("cluster-http")),
+            (Target("make cluster over TCP / make run over TCP", minimum=0.85),
+             _ratio(self.median("cluster-tcp"), self.median("tcp"))),
+            (Target("p99 of make cluster / make run, HTTP", maximum=1.5),
+             _ratio(self.median("cluster-http", "p99_ms"), self.median(base, "p99_ms"))),
+            (Target("p99 of make cluster / make run, TCP", maximum=1.5),
+             _ratio(self.median("cluster-tcp", "p99_ms"), self.median("tcp", "p99_ms"))),
+            (Target("keyed / unkeyed over HTTP", minimum=0.9), versus_base("http-keyed")),
+            (Target("keyed / unkeyed over TCP", minimum=0.9),
+             _ratio(self.median("tcp-keyed"), self.median("tcp"))),
         ]  # fmt: skip
+
+    def tiers_table(self) -> list[list[str]]:
+        """CPU milliseconds per request of each tier, medians, for the points that have them."""
+        rows = [["point", *TIER_NAMES.values(), "all"]]
+        for point in self.points():
+            per_tier = [
+                self.median_of(point, lambda row, tier=tier: _per_request(row, f"{tier}_cpu_pct"))
+                for tier in TIER_NAMES
+            ]
+            if not any(per_tier):
+                continue
+            total = sum(value or 0 for value in per_tier)
+            rows.append([point, *(_number(value, ".2f") for value in per_tier), f"{total:.2f}"])
+        return rows
 
     def targets_table(self) -> list[list[str]]:
         rows = [["target", "measured", "bound", "verdict"]]

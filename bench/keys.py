@@ -2,12 +2,12 @@
 
     EXCHANGE_AUTH=on make run                              # one terminal
     .venv/bin/python -m bench.keys var/load/keys.json      # another
-    make load LOAD_KEYS=var/load/keys.json
+    make load LOAD_AUTH_KEYS=var/load/keys.json
 
 It issues an admin key and one `trade,read` key per account of the workload's
 shape (the LOAD_* settings), with the service's database and master secret
 settings, as `python -m app.auth create` would one at a time, and writes them
-to a file readable by its owner only (LOAD_KEYS for locust).
+to a file readable by its owner only (LOAD_AUTH_KEYS for locust).
 """
 
 import argparse

@@ -56,7 +56,15 @@ from app.local.cluster import PROJECT, Cluster, create_database, free_port, serv
 from bench import figures, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.keys import issue_keys
-from bench.service import BENCH_MASTER_SECRET, Service, machine_busy_s, usage
+from bench.service import (
+    BENCH_MASTER_SECRET,
+    TIERS,
+    ClusterService,
+    Service,
+    machine_busy_s,
+    tier_usage,
+    usage,
+)
 from bench.workload import READ, Shape, http_poster, set_up
 
 CEILING_SQL = Path(__file__).resolve().parent / "ceiling"
@@ -88,6 +96,8 @@ class Point:
     attackers: int = 0  # slow connections held against the HTTP port meanwhile
     readers: int = 0  # market-data clients polling beside the `clients` trading
     auth: bool = False  # the service with authentication on, every request signed
+    keyed: bool = False  # every request under an idempotency key (SPEC §9)
+    cluster: bool = False  # measured on `make cluster`: 3 instances behind HAProxy
 
     @property
     def service_state(self) -> tuple[int, int, bool]:
@@ -171,6 +181,14 @@ def plan(
         ),
         "http-auth": replace(base, label="HTTP, authentication on", auth=True),
         "tcp-auth": replace(base, label="TCP shim, authentication on", transport="tcp", auth=True),
+        "http-keyed": replace(base, label="HTTP, idempotency keys", keyed=True),
+        "tcp-keyed": replace(base, label="TCP shim, idempotency keys", transport="tcp", keyed=True),
+        "cluster-http": replace(
+            base, label="make cluster: 3 instances, HAProxy, HTTP", cluster=True
+        ),
+        "cluster-tcp": replace(
+            base, label="make cluster: 3 instances, HAProxy, TCP", transport="tcp", cluster=True
+        ),
         "http-attacked": replace(
             base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
         ),
@@ -243,6 +261,8 @@ class Bench:
         self.cluster = Cluster(SAVED_SETUPS / "pgdata", free_port())
         self.service = Service(self.cluster, directory)
         self.baseline: Service | None = None  # once the revision is checked out
+        wanted = any(point.cluster for point in self.points.values())
+        self.instances = ClusterService(self.cluster, directory) if wanted else None
         self.measured = 0
         self.started = self.measuring_since = time.monotonic()
 
@@ -276,9 +296,11 @@ class Bench:
 
     @property
     def services(self) -> list[Service]:
-        return [service for service in (self.service, self.baseline) if service]
+        return [service for service in (self.service, self.baseline, self.instances) if service]
 
     def _service_of(self, point: Point) -> Service:
+        if point.cluster:
+            return self.instances
         return self.baseline if point.baseline else self.service
 
     def _start_services(self) -> None:
@@ -328,6 +350,8 @@ class Bench:
     def _set_up_universes(self, service: Service) -> list[bool]:
         """Set up, through `service`, the universes of the points it serves."""
         post = http_poster(service.url + "/")
+        if service is self.instances:  # it shares the service's database, set up through it
+            return []
         points = [point for point in self.points.values() if self._service_of(point) is service]
         shapes = {replace(point.shape, hot=False, children=1) for point in points}
         return [
@@ -440,7 +464,7 @@ class Bench:
             point, service, prefix, self.settings.warmup, length, seed=round_number
         )
         if point.auth:
-            environment["LOAD_KEYS"] = str(self._keys)
+            environment["LOAD_AUTH_KEYS"] = str(self._keys)
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
@@ -448,6 +472,7 @@ class Bench:
         loading_since, children_before = time.monotonic(), _children_cpu_s()
         with self._attack(point, service, prefix):
             before, idle_before = usage(server_pids), usage(idle_pids)
+            tiers_before = tier_usage(server_pids)
             busy_before = machine_busy_s()
             started = time.monotonic()
             with open(f"{prefix}.log", "wb") as log:
@@ -467,6 +492,7 @@ class Bench:
                         locust.kill()
                     time.sleep(SAMPLE_EVERY_S)
             wall = time.monotonic() - started
+            tiers_after = tier_usage(server_pids)
             server_cpu = usage(server_pids).cpu_s - before.cpu_s
             idle_cpu = usage(idle_pids).cpu_s - idle_before.cpu_s
             busy = machine_busy_s() - busy_before
@@ -491,6 +517,10 @@ class Bench:
             "idle_service_cpu_pct": round(100 * idle_cpu / wall, 2),
             "reads_per_s": stats["reads_per_s"],
             "book_p99_ms": stats["book_p99_ms"],
+            **{
+                f"{tier}_cpu_pct": round(100 * (tiers_after[tier] - tiers_before[tier]) / wall, 1)
+                for tier in TIERS
+            },
         }
 
     @contextlib.contextmanager
@@ -672,6 +702,7 @@ def locust_command(
         LOAD_TCP=f"127.0.0.1:{service.tcp_port}",
         LOAD_SEED=str(seed),
         LOAD_READERS=str(point.readers),
+        LOAD_KEYS="1" if point.keyed else "0",
     )
     return command, environment
 
@@ -759,6 +790,7 @@ def main() -> int:
     if comparison:
         say(f"{results.comparison_caption()}\n\n{figures.render_text(comparison)}\n")
     say(figures.render_text(results.targets_table()))
+    say(f"\nCPU ms per request by tier\n\n{figures.render_text(results.tiers_table())}")
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0
 

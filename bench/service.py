@@ -10,11 +10,13 @@ checkout, see bench/baseline.py), with our interpreter.
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.local.balancer import server_states
 from app.local.cluster import APP_DATABASE, PROJECT, Cluster, free_port
 from app.run import SHIM_COMMAND, WEB_COMMAND
 
@@ -85,6 +87,7 @@ class Service:
             EXCHANGE_SHIM_HOST="127.0.0.1",
             EXCHANGE_SHIM_PORT=str(self.tcp_port),
             EXCHANGE_SHIM_UPSTREAM=f"{self.url}/",
+            **self.settings(),
         )
         environment.pop("EXCHANGE_ACCESS_LOG", None)
         log = open(self._log, "ab")
@@ -104,6 +107,10 @@ class Service:
         log.close()
         self.workers, self.auth = workers, auth
         self._wait_until_ready()
+
+    def settings(self) -> dict[str, str]:
+        """Environment variables of this kind of service, beyond the common ones."""
+        return {}
 
     def stop(self) -> None:
         for child in self._children:
@@ -131,10 +138,14 @@ class Service:
                         f"{child.returncode}; "
                         f"see {self._log}"
                     )
-            if self._healthy() and len(self.service_pids()) > self.workers + 1:
+            if self._healthy() and self._all_running():
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S} s; see {self._log}")
+
+    def _all_running(self) -> bool:
+        """gunicorn's master, every worker, and the shim."""
+        return len(self.service_pids()) > self.workers + 1
 
     def _healthy(self) -> bool:
         try:
@@ -162,6 +173,63 @@ class Service:
         `taskset -a -p` does; processes they fork later inherit it."""
         for pid in self.service_pids() + self.database_pids():
             set_affinity(pid, cpus)
+
+
+class ClusterService(Service):
+    """`make cluster` (app/cluster.py): `hosts` instances of the service behind HAProxy,
+    each with the given workers, on addresses of their own."""
+
+    def __init__(self, cluster: Cluster, log_dir: Path, hosts: int = 3):
+        super().__init__(
+            cluster, log_dir, name="cluster", commands=([sys.executable, "-m", "app.cluster"],)
+        )
+        self.hosts = hosts
+        self.stats_port = free_port()
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "EXCHANGE_HOSTS": str(self.hosts),
+            "EXCHANGE_HOSTS_FROM": f"127.{self.http_port // 256 % 256}.{self.http_port % 256}.2",
+            "EXCHANGE_BALANCER_STATS": f"127.0.0.1:{self.stats_port}",
+        }
+
+    def _all_running(self) -> bool:
+        try:
+            states = server_states(f"http://127.0.0.1:{self.stats_port}/stats")
+        except OSError:
+            return False
+        return len(states) == 2 * self.hosts and set(states.values()) == {"UP"}
+
+
+TIERS = ("haproxy", "shim", "gunicorn", "postgres")
+
+
+def tier_of(pid: int) -> str | None:
+    """Which tier a process of the service or the database belongs to, from its command."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    words = {word.rsplit(b"/", 1)[-1] for word in command}
+    if b"haproxy" in words:
+        return "haproxy"
+    if b"app.shim" in words:
+        return "shim"
+    if b"gunicorn" in words or any(word.startswith(b"gunicorn:") for word in words):
+        return "gunicorn"
+    if any(word.startswith(b"postgres") for word in words):
+        return "postgres"
+    return None
+
+
+def tier_usage(pids: list[int]) -> dict[str, float]:
+    """CPU seconds of `pids` by tier (TIERS); processes of no tier are left out."""
+    seconds = dict.fromkeys(TIERS, 0.0)
+    for pid in pids:
+        tier = tier_of(pid)
+        if tier is not None:
+            seconds[tier] += usage([pid]).cpu_s
+    return seconds
 
 
 def process_tree(root: int) -> list[int]:

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from app.local.balancer import Replicas
 from app.local.cluster import PROJECT
 from app.run import SHIM_COMMAND, STOP_TIMEOUT, WEB_COMMAND
 
@@ -121,3 +122,26 @@ def test_every_setting_the_code_reads_is_in_the_readme_table():
     read = {name for source in sources for name in quoted.findall(source.read_text())}
     assert "EXCHANGE_SHIM_UPSTREAM" in read
     assert read - set(readme_table()) == set()
+
+
+def test_the_cluster_profile_runs_replicas_of_make_run_behind_haproxy():
+    services = COMPOSE["services"]
+    web, balancer = services["web"], services["balancer"]
+    assert web["profiles"] == balancer["profiles"] == ["cluster"]
+    assert web["command"] == ["python", "-m", "app.run"]
+    assert web["environment"]["DATABASE_URL"] == services["app"]["environment"]["DATABASE_URL"]
+    assert balancer["image"].startswith("haproxy:")
+    assert balancer["volumes"] == ["./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"]
+    assert balancer["depends_on"] == {"web": {"condition": "service_healthy"}}
+
+
+def test_haproxy_has_a_server_slot_for_every_replica():
+    replicas = COMPOSE["services"]["web"]["deploy"]["replicas"]
+    servers = Replicas("web", replicas).servers(8000)[0]
+    assert servers in (PROJECT / "haproxy.cfg").read_text()
+
+
+def test_the_replicas_drain_within_their_stop_grace_period():
+    web = COMPOSE["services"]["web"]
+    drain = float(INTERPOLATION.search(web["environment"]["EXCHANGE_DRAIN_SECONDS"]).group(2))
+    assert float(web["stop_grace_period"].removesuffix("s")) > STOP_TIMEOUT + drain

@@ -5,8 +5,9 @@ prefix of its body) and checks its time and signature in memory, so that a
 forged proof never reaches the database and a key that exists costs what
 one that does not costs. What a key may do is read once per process. The
 nonce is recorded by the request's first transaction (`Pass`): a replayed
-or revoked proof then fails there, and nothing of that transaction runs. Every failure raises the same AuthenticationFailed; its `cause` is for
-the logs and metrics only.
+or revoked proof then fails there, and nothing of that transaction runs.
+Every failure raises the same AuthenticationFailed; its `cause` is for the
+logs and metrics only.
 
 With authentication off it checks nothing, and takes a well-formed prefix
 off the body, so that a client signing its requests is served either way.

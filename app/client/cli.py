@@ -11,7 +11,9 @@ address `make run` serves on, as the shim does under `make run`.
     python -m app.client book SPY --watch        # tables (app/client/reads.py)
 
 Each file (or stdin, also named `-`) is one request (app/client/transport.py
-says how it travels).
+says how it travels), sent with an idempotency key of its own and sent again
+while the service cannot take it (app/client/resend.py): never lost, never
+run twice.
 """
 
 import argparse
@@ -24,10 +26,13 @@ from lxml import etree
 
 from app.auth.proof import Credentials
 from app.client import reads
-from app.client.transport import TransportError, http_sender, tcp_sender
+from app.client.resend import RESEND_FOR_S, NotTaken, keyed_http_sender, keyed_tcp_sender
+from app.client.transport import TransportError
 from app.endpoints import web_url
 
-OPTIONS_WITH_VALUES = frozenset({"--tcp", "--http", "--timeout", "--key", "--secret"})
+OPTIONS_WITH_VALUES = frozenset(
+    {"--tcp", "--http", "--timeout", "--key", "--secret", "--resend-for"}
+)
 EXIT_TRANSPORT_FAILURE = 1
 
 
@@ -46,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     credentials = _credentials(parser, args)
     if args.tcp:
-        send = tcp_sender(args.tcp, args.timeout, credentials)
+        send = keyed_tcp_sender(args.tcp, args.timeout, args.resend_for, credentials)
     else:
-        send = http_sender(args.http, args.timeout, credentials)
+        send = keyed_http_sender(args.http, args.timeout, args.resend_for, credentials)
     names = args.files or ["-"]
     status = 0
     for name in names:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"==> {name} <==", flush=True)
         try:
             _show(send(_read_input(name)), args.raw)
-        except (OSError, http.client.HTTPException, TransportError) as error:
+        except (OSError, http.client.HTTPException, TransportError, NotTaken) as error:
             print(f"{'stdin' if name == '-' else name}: {error}", file=sys.stderr)
             status = EXIT_TRANSPORT_FAILURE
     return status
@@ -75,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_http_options(parser, target)
     parser.add_argument(
         "--raw", action="store_true", help="print replies as received, not pretty-printed"
+    )
+    parser.add_argument(
+        "--resend-for",
+        type=float,
+        default=RESEND_FOR_S,
+        metavar="SECONDS",
+        help="send a request again, under the same idempotency key, while it gets no reply "
+        f"or 409, 502, 503 or 504, for up to this long (default: {RESEND_FOR_S:g}; 0: once)",
     )
     parser.add_argument(
         "files",

@@ -42,20 +42,30 @@ def tcp_sender(
 def http_sender(
     url: str, timeout: float, credentials: Credentials | None = None
 ) -> Callable[[bytes], bytes]:
-    """Each body POSTed, with the header that proves the key when there are `credentials`."""
-
     def send(body: bytes) -> bytes:
-        headers = {"Content-Type": "application/xml"}
-        if credentials:
-            headers["Authorization"] = credentials.header("POST", request_target(url), body)
-        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.read()
-        except urllib.error.HTTPError as error:  # 4xx and 5xx carry an <error> document too
-            return error.read()
+        return http_post(url, body, timeout, credentials=credentials)[1]
 
     return send
+
+
+def http_post(
+    url: str,
+    body: bytes,
+    timeout: float,
+    headers: dict | None = None,
+    credentials: Credentials | None = None,
+) -> tuple[int, bytes]:
+    """The status and body of the reply; 4xx and 5xx carry an `<error>` document too. With
+    `credentials`, the header that proves the key, signed anew for each call."""
+    headers = {"Content-Type": "application/xml", **(headers or {})}
+    if credentials:
+        headers["Authorization"] = credentials.header("POST", request_target(url), body)
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 def read_reply(stream) -> bytes:

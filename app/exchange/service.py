@@ -1,6 +1,12 @@
-"""Answer a whole request: its items in document order, each in its own transaction."""
+"""Answer a whole request: its items in document order, each in its own transaction.
+
+A request sent with an idempotency key (SPEC §9) runs under a claim: each child
+with an effect records it in its own transaction, and a child an earlier
+attempt recorded is answered from its record instead of running again.
+"""
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.exc import DBAPIError
 
@@ -20,28 +26,53 @@ from app.exchange.commands import (
     ShowTrades,
 )
 from app.exchange.errors import Reason, Rejected
-from app.exchange.results import Canceled, Created, Failed, Result, Status
+from app.exchange.results import Canceled, Created, Failed, Opened, Result, Status
 from app.exchange.transactions import Exchange
+from app.idempotency.claims import Child, Claim, ClaimLost
 from app.storage.engine import first_line
 
 log = logging.getLogger(__name__)
 
 
-def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
-    """One reply per item, in item order; a failure never undoes an earlier success."""
+def answer(
+    exchange: Exchange, request: Request, claim: Claim | None = None
+) -> list[tuple[Echo, Result]]:
+    """One reply per item, in item order; a failure never undoes an earlier success.
+
+    Under a claim, the lease is renewed between items when due; a claim found
+    taken over raises ClaimLost, and the attempt that took it answers.
+    """
     if request.acting_account is not None and not exchange.account_exists(request.acting_account):
         failure = Failed(Reason.NO_SUCH_ACCOUNT.value)
         return [(item.echo, failure) for item in request.items]
 
     replies = []
-    for item in request.items:
+    for index, item in enumerate(request.items):
+        if claim is not None and claim.renewal_due():
+            _renew(exchange, claim)
+        command = item.command
         if item.problem is not None:
             replies.append((item.echo, Failed(item.problem)))
-        elif isinstance(item.command, CreateSymbol):
-            exchange.create_symbol(item.command)
+        elif isinstance(command, CreateSymbol):
+            exchange.create_symbol(command)
+        elif claim is not None and index in claim.recorded:
+            order_id = claim.recorded[index]
+            replies.append((item.echo, _execute(recorded, exchange, command, order_id)))
         else:
-            replies.append((item.echo, _execute(exchange, item.command)))
+            child = claim.child(index) if claim is not None else None
+            replies.append((item.echo, _execute(perform, exchange, command, child)))
     return replies
+
+
+def _renew(exchange: Exchange, claim: Claim) -> None:
+    """Renew the claim's lease; a database failure is left to the next item to report."""
+    try:
+        renewed = exchange.renew_lease(claim.scope, claim.key, claim.attempt, claim.lease_seconds)
+    except DBAPIError:
+        return
+    if not renewed:
+        raise ClaimLost()
+    claim.leased()
 
 
 def database_failed(result: Result) -> bool:
@@ -49,21 +80,22 @@ def database_failed(result: Result) -> bool:
     return isinstance(result, Failed) and result.reason == Reason.DATABASE_UNAVAILABLE.value
 
 
-def perform(exchange: Exchange, command: Command) -> Result:
-    """Run one command; a refusal raises `Rejected`, a database failure `DBAPIError`."""
+def perform(exchange: Exchange, command: Command, child: Child | None = None) -> Result:
+    """Run one command, recording it as `child` when given; a refusal raises `Rejected`,
+    a database failure `DBAPIError`."""
     match command:
         case CreateAccount():
-            exchange.create_account(command)
+            exchange.create_account(command, child)
             return Created()
         case MintShares():
-            exchange.mint_shares(command)
+            exchange.mint_shares(command, child)
             return Created()
         case PlaceOrder():
-            return exchange.place_order(command)
+            return exchange.place_order(command, child)
         case QueryOrder():
             return Status(exchange.query_order(command))
         case CancelOrder():
-            return Canceled(exchange.cancel_order(command))
+            return Canceled(exchange.cancel_order(command, child))
         case ShowAccount():
             return exchange.account_statement(command)
         case ListOrders():
@@ -75,13 +107,25 @@ def perform(exchange: Exchange, command: Command) -> Result:
     raise TypeError(f"no handler for {command!r}")
 
 
-def _execute(exchange: Exchange, command: Command) -> Result:
+def recorded(exchange: Exchange, command: Command, order_id: int | None) -> Result:
+    """What a child an earlier attempt committed answered: the same result. An order
+    placed has its id; an order canceled no longer changes, so its status now is the
+    status its cancel returned."""
+    match command:
+        case PlaceOrder():
+            return Opened(order_id)
+        case CancelOrder():
+            return Canceled(exchange.query_order(QueryOrder(command.account_id, order_id)))
+    return Created()
+
+
+def _execute(run: Callable[..., Result], *arguments) -> Result:
     try:
-        return perform(exchange, command)
+        return run(*arguments)
     except Rejected as rejection:
         return Failed(str(rejection))
     except DBAPIError as error:
         # Not logged here: an outage fails every request, and the web tier
         # logs it once when it begins, then a summary (app/web/outage.py).
-        log.debug("database error while executing %r", command, exc_info=True)
+        log.debug("database error while executing an item", exc_info=True)
         return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=first_line(error))

@@ -18,9 +18,12 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
+    null,
     or_,
     select,
     true,
+    tuple_,
     union,
     union_all,
     update,
@@ -31,6 +34,8 @@ from app.storage.schema import (
     NUMBER,
     accounts,
     executions,
+    idempotent_children,
+    idempotent_requests,
     mints,
     order_ids,
     orders,
@@ -604,3 +609,137 @@ def _trades() -> Statement:
 
 
 TRADES = _trades()
+
+
+# -- idempotent requests (SPEC §9) --------------------------------------------------
+
+
+def _seconds(name: str):
+    """A parameter counting seconds, as an interval."""
+    return literal_column("interval '1 second'") * bindparam(name, type_=NUMBER)
+
+
+_lease_end = func.clock_timestamp() + _seconds("lease_seconds")
+# A claim and a reply commit without waiting for their WAL to reach the disk:
+# a child's commit, which waits, flushes its claim with it (the WAL is written in
+# order), and a reply lost to a crash in the few hundred milliseconds before the
+# flush leaves the claim to lapse: a repeat answers the children from their records.
+_UNSYNCED = func.set_config("synchronous_commit", "off", True).label("unsynced")
+_request = (
+    idempotent_requests.c.scope == bindparam("scope", type_=Text),
+    idempotent_requests.c.key == bindparam("key", type_=Text),
+)
+
+
+def _claim() -> Statement:
+    """Claim a request for an attempt: a new key, or one whose last attempt left it
+    unanswered and let its lease run out, for the same document. Taking a claim
+    over changes its attempt, which the children's records follow (ON UPDATE
+    CASCADE) and an earlier attempt's next record no longer matches. One row when claimed,
+    `attempts` 1 for a new key; none when the key is answered, running or another
+    document's (the row is then read with REQUEST_CLAIM)."""
+    new = upsert(idempotent_requests).values(
+        scope=bindparam("scope"),
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        attempt=bindparam("attempt"),
+        lease_until=_lease_end,
+    )
+    existing = idempotent_requests.c
+    return Statement(
+        "claim_request",
+        new.on_conflict_do_update(
+            index_elements=[existing.scope, existing.key],
+            set_={
+                "attempt": new.excluded.attempt,
+                "attempts": existing.attempts + 1,
+                "lease_until": new.excluded.lease_until,
+            },
+            where=(existing.reply.is_(None))
+            & (
+                (existing.lease_until < func.clock_timestamp())
+                | (existing.attempt == new.excluded.attempt)  # this attempt's, sent again
+            )
+            & (existing.fingerprint == new.excluded.fingerprint),
+        ).returning(existing.attempts, _UNSYNCED),
+    )
+
+
+CLAIM_REQUEST = _claim()
+
+REQUEST_CLAIM = Statement(
+    "request_claim",
+    select(
+        (idempotent_requests.c.fingerprint == bindparam("fingerprint")).label("same_document"),
+        idempotent_requests.c.reply,
+    ).where(*_request),
+)
+
+RECORDED_CHILDREN = Statement(
+    "recorded_children",
+    select(idempotent_children.c.child, idempotent_children.c.order_id).where(
+        idempotent_children.c.scope == bindparam("scope", type_=Text),
+        idempotent_children.c.key == bindparam("key", type_=Text),
+    ),
+)
+
+# Written in the message of the child's last statement, before COMMIT: the child's
+# effect and its record commit together or not at all. Referencing the claiming
+# attempt, the insert fails once another attempt has taken the claim over.
+RECORD_CHILD = Statement(
+    "record_child",
+    insert(idempotent_children).values(
+        scope=bindparam("scope", type_=Text),
+        key=bindparam("key", type_=Text),
+        attempt=bindparam("attempt", type_=BigInteger),
+        child=bindparam("child", type_=Integer),
+        order_id=bindparam("recorded_order_id", type_=BigInteger),
+    ),
+)
+
+_ours = (*_request, idempotent_requests.c.attempt == bindparam("attempt", type_=BigInteger))
+
+RECORD_REPLY = Statement(
+    "record_reply",
+    update(idempotent_requests)
+    .where(*_ours)
+    .values(reply=bindparam("reply"), lease_until=null())
+    .returning(idempotent_requests.c.attempt, _UNSYNCED),
+)
+
+RENEW_LEASE = Statement(
+    "renew_lease",
+    update(idempotent_requests)
+    .where(*_ours, idempotent_requests.c.reply.is_(None))
+    .values(lease_until=_lease_end)
+    .returning(idempotent_requests.c.attempt),
+)
+
+RELEASE_CLAIM = Statement(
+    "release_claim",
+    update(idempotent_requests)
+    .where(*_ours, idempotent_requests.c.reply.is_(None))
+    .values(lease_until=func.clock_timestamp()),
+)
+
+
+def _purge() -> Statement:
+    """Delete up to `:batch` requests older than `:keep_seconds`, oldest first, with
+    their children's records, skipping rows another transaction holds: a purge
+    never waits, and no request waits for it longer than one small batch."""
+    expired = (
+        select(idempotent_requests.c.scope, idempotent_requests.c.key)
+        .where(idempotent_requests.c.created_at < func.clock_timestamp() - _seconds("keep_seconds"))
+        .order_by(idempotent_requests.c.created_at)
+        .limit(bindparam("batch", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+    return Statement(
+        "purge_requests",
+        idempotent_requests.delete()
+        .where(tuple_(idempotent_requests.c.scope, idempotent_requests.c.key).in_(expired))
+        .returning(idempotent_requests.c.key),
+    )
+
+
+PURGE_REQUESTS = _purge()

@@ -17,8 +17,19 @@ impossible by construction:
    KEY UPDATE` in id order when an order is placed, or the one account a
    cancel refunds, locked by its UPDATE.
 
+3. last, at most one idempotency record (SPEC §9): a child of a request sent
+   with a key writes its record in the message of its last statement, before
+   COMMIT. The insert waits for a concurrent insert of the same record (a
+   repeat running the same child) and fails once it committed; its foreign key
+   takes `KEY SHARE` on the claim's row, so a repeat taking the claim over
+   waits for the child to end, and the child of an attempt whose claim was
+   taken over fails. Either way the child rolls back: a child takes effect at
+   most once. The claims themselves are single statements taking no other lock.
+
 No transaction takes a symbol after an account, or a lower account id after a
-higher one, so no cycle of waits can form. An order whose fills reach past
+higher one, so no cycle of waits can form; a transaction waiting for a record
+holds no lock the record's holder still needs, since the holder has all of its
+own by then. An order whose fills reach past
 the first page of the book would need more accounts than it locked: it rolls
 back and runs again with a longer page rather than lock them out of order.
 Deadlock and serialization failures are still retried a bounded number of
@@ -87,6 +98,7 @@ from app.exchange.results import (
     Trade,
     Trades,
 )
+from app.idempotency.claims import Child, ClaimLost
 from app.storage.schema import missing_tables
 from app.storage.session import Statement, Transaction, execute_alone
 
@@ -98,6 +110,9 @@ EXACT = Context(prec=200, traps=[Inexact, Rounded, InvalidOperation, Overflow, D
 DEADLOCK_DETECTED = "40P01"
 SERIALIZATION_FAILURE = "40001"
 RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
+
+# Violations that mean another attempt has run the child, or taken the claim over.
+LOST_CLAIM = {"idempotent_children_pkey", "child_of_the_claiming_attempt"}
 
 LONGER_PAGE = 8  # how much longer the book page gets each time an order outruns it
 KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
@@ -271,19 +286,24 @@ class Exchange:
         return True
 
     @_transaction
-    def create_account(self, transaction: Transaction, command: CreateAccount) -> None:
+    def create_account(
+        self, transaction: Transaction, command: CreateAccount, child: Child | None = None
+    ) -> None:
         created = transaction.execute(
             sql.CREATE_ACCOUNT, account_id=command.account_id, balance=command.balance
         )
         if not created:
             raise Rejected(Reason.ACCOUNT_EXISTS)
+        _record(transaction, child)
 
     @_transaction
     def create_symbol(self, transaction: Transaction, command: CreateSymbol) -> None:
         transaction.execute(sql.CREATE_SYMBOL, symbol=command.symbol)
 
     @_transaction
-    def mint_shares(self, transaction: Transaction, command: MintShares) -> None:
+    def mint_shares(
+        self, transaction: Transaction, command: MintShares, child: Child | None = None
+    ) -> None:
         _lock_symbol(transaction, command.symbol)
         minted = transaction.execute(
             sql.MINT,
@@ -293,20 +313,23 @@ class Exchange:
         )
         if not minted:
             raise Rejected(Reason.NO_SUCH_ACCOUNT)
+        _record(transaction, child)
 
     # -- orders ---------------------------------------------------------------
 
-    def place_order(self, command: PlaceOrder) -> Opened:
+    def place_order(self, command: PlaceOrder, child: Child | None = None) -> Opened:
         """Reserve, match against the book by price-time priority, rest the remainder."""
         page_size = sql.BOOK_PAGE
         while True:
             try:
-                return self._place_order(command, page_size)
+                return self._place_order(command, page_size, child)
             except _PageTooShort:
                 page_size *= LONGER_PAGE
 
     @_transaction
-    def _place_order(self, transaction: Transaction, command: PlaceOrder, page_size: int) -> Opened:
+    def _place_order(
+        self, transaction: Transaction, command: PlaceOrder, page_size: int, child: Child | None
+    ) -> Opened:
         is_buy = command.amount > 0
         wanted = abs(command.amount)
         rows = transaction.execute_after(
@@ -348,24 +371,28 @@ class Exchange:
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
         debited = -min(settlement.shares.get(command.account_id, Decimal(0)), Decimal(0))
         order_id = rows[0].new_order_id
-        transaction.execute_and_commit(
-            sql.RECORD_ORDER[is_buy],
-            order_id=order_id,
-            account_id=command.account_id,
-            symbol=command.symbol,
-            shares=wanted,
-            limit=command.limit,
-            open_shares=wanted - executed,
-            executed_shares=executed,
-            fill_order_id=[trade.order_id for trade in trades],
-            fill_shares=[trade.shares for trade in trades],
-            fill_price=[trade.price for trade in trades],
-            payment_account_id=list(settlement.cash),
-            payment_amount=list(settlement.cash.values()),
-            delivery_account_id=list(delivered),
-            delivery_shares=list(delivered.values()),
-            debit=debited,
-        )
+        recording = (sql.RECORD_CHILD,) if child else ()
+        with _claim_kept():
+            transaction.execute_and_commit(
+                sql.RECORD_ORDER[is_buy],
+                *recording,
+                **(child.parameters(order_id) if child else {}),
+                order_id=order_id,
+                account_id=command.account_id,
+                symbol=command.symbol,
+                shares=wanted,
+                limit=command.limit,
+                open_shares=wanted - executed,
+                executed_shares=executed,
+                fill_order_id=[trade.order_id for trade in trades],
+                fill_shares=[trade.shares for trade in trades],
+                fill_price=[trade.price for trade in trades],
+                payment_account_id=list(settlement.cash),
+                payment_amount=list(settlement.cash.values()),
+                delivery_account_id=list(delivered),
+                delivery_shares=list(delivered.values()),
+                debit=debited,
+            )
         return Opened(order_id, len(trades), executed)
 
     def _require_room(self, transaction: Transaction, account_id: str) -> None:
@@ -392,7 +419,9 @@ class Exchange:
         return OrderView(command.order_id, first.open_shares, canceled, _fills(rows))
 
     @_transaction
-    def cancel_order(self, transaction: Transaction, command: CancelOrder) -> OrderView:
+    def cancel_order(
+        self, transaction: Transaction, command: CancelOrder, child: Child | None = None
+    ) -> OrderView:
         """Cancel the open remainder and refund its reservation in the same step."""
         order = {"order_id": command.order_id, "account_id": command.account_id}
         rows = transaction.execute_after(sql.LOCK_SYMBOL_OF_ORDER, sql.CANCEL, **order)
@@ -402,6 +431,7 @@ class Exchange:
         if first.canceled_shares is None:
             raise Rejected(Reason.NOTHING_OPEN)
         canceled = _cancellation(first.canceled_shares, first.canceled_at)
+        _record(transaction, child, command.order_id)
         return OrderView(command.order_id, Decimal(0), canceled, _fills(rows))
 
     # -- reading the market and one's account (SPEC §7) -----------------------
@@ -474,8 +504,93 @@ class Exchange:
             ),
         )
 
+    # -- idempotent requests (SPEC §9) ----------------------------------------
+    # Each is one statement on its own, which commits by itself.
+
+    def claim_request(
+        self, scope: str, key: str, fingerprint: bytes, attempt: int, lease_seconds: float
+    ) -> int | None:
+        """Claim the key for `attempt`, when new, or left unanswered by an attempt whose
+        lease ran out, for the same document (or already this attempt's): how many
+        attempts it has had, this one included. None when answered, running, or
+        another document's."""
+        rows = self._read(
+            "claim_request",
+            sql.CLAIM_REQUEST,
+            scope=scope,
+            key=key,
+            fingerprint=fingerprint,
+            attempt=attempt,
+            lease_seconds=lease_seconds,
+        )
+        return rows[0].attempts if rows else None
+
+    def request_claim(self, scope: str, key: str, fingerprint: bytes) -> tuple[bool, bytes | None]:
+        """Whether the key's request has the same document, and its reply once answered.
+        A key not found (its claim not yet committed) reads as running."""
+        rows = self._read(
+            "request_claim", sql.REQUEST_CLAIM, scope=scope, key=key, fingerprint=fingerprint
+        )
+        if not rows:
+            return True, None
+        reply = rows[0].reply
+        return rows[0].same_document, bytes(reply) if reply is not None else None
+
+    def recorded_children(self, scope: str, key: str) -> dict[int, int | None]:
+        """The children earlier attempts committed, with the order each placed or canceled."""
+        rows = self._read("recorded_children", sql.RECORDED_CHILDREN, scope=scope, key=key)
+        return {row.child: row.order_id for row in rows}
+
+    def record_reply(self, scope: str, key: str, attempt: int, reply: bytes) -> bool:
+        """Keep the reply for repeats; False when the claim is no longer this attempt's."""
+        rows = self._read(
+            "record_reply", sql.RECORD_REPLY, scope=scope, key=key, attempt=attempt, reply=reply
+        )
+        return bool(rows)
+
+    def renew_lease(self, scope: str, key: str, attempt: int, lease_seconds: float) -> bool:
+        rows = self._read(
+            "renew_lease",
+            sql.RENEW_LEASE,
+            scope=scope,
+            key=key,
+            attempt=attempt,
+            lease_seconds=lease_seconds,
+        )
+        return bool(rows)
+
+    def release_claim(self, scope: str, key: str, attempt: int) -> None:
+        """End the lease at once: a repeat may take over without waiting for it."""
+        self._read("release_claim", sql.RELEASE_CLAIM, scope=scope, key=key, attempt=attempt)
+
+    def purge_requests(self, keep_seconds: float, batch: int) -> int:
+        """Forget up to `batch` requests older than `keep_seconds`; how many were."""
+        return len(
+            self._read("purge_requests", sql.PURGE_REQUESTS, keep_seconds=keep_seconds, batch=batch)
+        )
+
 
 # -- the steps transactions are made of -------------------------------------
+
+
+def _record(transaction: Transaction, child: Child | None, order_id: int | None = None) -> None:
+    """Record the child's effect and commit, in one message; nothing for a request
+    without a key (the transaction commits as usual)."""
+    if child is not None:
+        with _claim_kept():
+            transaction.execute_and_commit(sql.RECORD_CHILD, **child.parameters(order_id))
+
+
+@contextlib.contextmanager
+def _claim_kept():
+    """A child record refused: another attempt has run the child or taken the claim."""
+    try:
+        yield
+    except DBAPIError as error:
+        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        if constraint in LOST_CLAIM:
+            raise ClaimLost() from error
+        raise
 
 
 def _lock_symbol(transaction: Transaction, symbol: str) -> None:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from app.local.cluster import Cluster, ClusterError
 log = logging.getLogger("app.run")
 
 LOOK_EVERY_S = 0.2  # how often the parts are checked: a death is noticed within this
+ROLL_TIMEOUT_S = 120.0  # for an instance to be back in service in a rolling restart
 
 
 class RestartPolicy:
@@ -89,12 +91,14 @@ class ChildProcess:
         environment: dict[str, str],
         serves: Callable[[], bool],
         stop_timeout: float,
+        stop_signal: int = signal.SIGTERM,
     ):
         self.name = name
         self.command = command
         self.environment = environment
         self.serves = serves
         self.stop_timeout = stop_timeout
+        self.stop_signal = stop_signal
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -117,7 +121,7 @@ class ChildProcess:
     def stop(self) -> None:
         if self._process.poll() is not None:
             return
-        self._process.terminate()
+        self._process.send_signal(self.stop_signal)
         try:
             self._process.wait(self.stop_timeout)
         except subprocess.TimeoutExpired:
@@ -172,16 +176,32 @@ class _Watch:
 
 class Supervisor:
     """Starts the parts in order, restarts any that dies, and stops them in reverse order
-    on SIGINT or SIGTERM, or when one keeps dying."""
+    on SIGINT or SIGTERM, or when one keeps dying.
 
-    def __init__(self, parts: list[Part], first_delay: float = 0.5):
+    On SIGHUP it restarts the `instances` (groups of parts, each an instance of the
+    service behind a balancer) one after the other: each is stopped (its parts
+    drain, app/web/draining.py), started again, and must serve and be back in
+    service (`in_service(number)`, the balancer says so) before the next goes.
+    """
+
+    def __init__(
+        self,
+        parts: list[Part],
+        first_delay: float = 0.5,
+        instances: list[list[Part]] | None = None,
+        in_service: Callable[[int], bool] | None = None,
+    ):
         self.watches = [_Watch(part, RestartPolicy(first_delay)) for part in parts]
+        self.instances = instances or []
+        self.in_service = in_service or (lambda number: True)
 
     def run(self) -> int:
         """Serve until a signal (exit status 0) or a part that keeps dying (1)."""
         stop: list[int] = []
+        rolls: list[int] = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda received, frame: stop.append(received))
+        signal.signal(signal.SIGHUP, lambda received, frame: rolls.append(received))
         started: list[Part] = []
         try:
             for watch in self.watches:
@@ -191,17 +211,58 @@ class Supervisor:
                 started.append(watch.part)
             log.info("serving; press Ctrl-C to stop")
             while not stop:
-                for watch in self.watches:
-                    self._look_after(watch, time.monotonic())
+                if rolls:
+                    rolls.clear()
+                    self._restart_instances(stop)
+                self._look_after_all()
                 time.sleep(LOOK_EVERY_S)
             return 0
         except GaveUp as why:
             log.error("%s: stopping everything", why)
             return 1
         finally:
-            for part in reversed(started):
-                part.stop()
+            self._stop(started)
             log.info("stopped")
+
+    def _stop(self, started: list[Part]) -> None:
+        """In reverse order of start; the instances all at once, each draining meanwhile."""
+        instance_of = {id(part): instance for instance in self.instances for part in instance}
+        stopped: set[int] = set()
+        for part in reversed(started):
+            if id(part) in stopped:
+                continue
+            if id(part) not in instance_of:
+                part.stop()
+                continue
+            with ThreadPoolExecutor(len(self.instances)) as pool:
+                for instance in self.instances:
+                    running = [own for own in reversed(instance) if own in started]
+                    pool.submit(lambda parts: [own.stop() for own in parts], running)
+            stopped |= set(instance_of)
+
+    def _look_after_all(self) -> None:
+        for watch in self.watches:
+            self._look_after(watch, time.monotonic())
+
+    def _restart_instances(self, stop: list[int]) -> None:
+        """A rolling restart: one instance at a time, the next once it is back in service.
+        An instance not back within ROLL_TIMEOUT_S ends it, leaving the others serving."""
+        for number, instance in enumerate(self.instances, 1):
+            if stop:
+                return
+            log.info("rolling restart: instance %d of %d", number, len(self.instances))
+            for part in reversed(instance):
+                part.stop()
+            for part in instance:
+                part.start()
+            deadline = time.monotonic() + ROLL_TIMEOUT_S
+            while not (all(part.serves() for part in instance) and self.in_service(number)):
+                if stop or time.monotonic() > deadline:
+                    log.error("rolling restart stopped: instance %d is not back in service", number)
+                    return
+                self._look_after_all()
+                time.sleep(LOOK_EVERY_S)
+        log.info("rolling restart done")
 
     def _look_after(self, watch: _Watch, now: float) -> None:
         part = watch.part

@@ -21,7 +21,7 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
     return _engine(url, pool_size)
 
 
-def exchange_engine(url: str, pool_size: int = 4) -> Engine:
+def exchange_engine(url: str, pool_size: int = 4, idle_transaction_seconds: float = 5.0) -> Engine:
     """The transaction module's engine: autocommit, and generic plans for prepared statements.
 
     Autocommit: the module sends BEGIN and COMMIT itself (app/storage/session.py).
@@ -34,15 +34,25 @@ def exchange_engine(url: str, pool_size: int = 4) -> Engine:
     replanning those whose generic plan it estimates dearer; their generic
     plans (index lookups by key, the book walked through its index) serve
     every call, and planning was a fifth of PostgreSQL's CPU per request.
+
+    A transaction idle for `idle_transaction_seconds` is ended by the server: a
+    transaction is idle only while its worker computes between two messages, a
+    fraction of a millisecond, unless the worker's host hangs (stopped,
+    swapping, cut off). Then its locks, a symbol's among them, would stop
+    trading on that symbol everywhere until the host came back.
     """
     engine = _engine(url, pool_size, isolation_level="AUTOCOMMIT")
-    event.listen(engine, "connect", _use_generic_plans)
+
+    def configure(dbapi_connection, connection_record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(
+                "SET plan_cache_mode = force_generic_plan; "
+                "SET idle_in_transaction_session_timeout = %s",
+                (int(idle_transaction_seconds * 1000),),
+            )
+
+    event.listen(engine, "connect", configure)
     return engine
-
-
-def _use_generic_plans(dbapi_connection, connection_record) -> None:
-    with dbapi_connection.cursor() as cursor:
-        cursor.execute("SET plan_cache_mode = force_generic_plan")
 
 
 def _engine(url: str, pool_size: int, **options) -> Engine:

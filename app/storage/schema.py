@@ -12,13 +12,17 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
     Sequence,
     Table,
     Text,
+    UniqueConstraint,
     func,
     inspect,
     text,
@@ -207,6 +211,50 @@ auth_buckets = Table(
     Column("tokens", NUMBER, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     CheckConstraint("tokens >= 0", name="bucket_not_overdrawn"),
+)
+
+# Idempotent requests (SPEC §9): a request named by a key, per scope (the acting
+# account, or "create"), claimed by one attempt at a time. `attempt` changes when a
+# repeat takes over a claim whose lease ran out; the children's records reference
+# it, so the old attempt can commit no child once it has lost the claim.
+idempotent_requests = Table(
+    "idempotent_requests",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("fingerprint", LargeBinary, nullable=False),  # SHA-256 of the document
+    Column("attempt", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("1")),
+    _timestamp("lease_until", nullable=True),  # while an attempt runs; NULL once answered
+    Column("reply", LargeBinary, nullable=True),  # the reply's bytes, once answered
+    _timestamp("created_at"),
+    PrimaryKeyConstraint("scope", "key"),
+    UniqueConstraint("scope", "key", "attempt", name="idempotent_request_attempt"),
+    CheckConstraint("key ~ '^[A-Za-z0-9_-]{1,64}$'", name="idempotency_key_valid"),
+    CheckConstraint("(reply IS NULL) = (lease_until IS NOT NULL)", name="answered_or_leased"),
+)
+# Rows arrive in time order, so a block-range index finds the oldest for the purge at
+# a fraction of a b-tree's cost per claim.
+Index("idempotent_requests_by_age", idempotent_requests.c.created_at, postgresql_using="brin")
+
+# One row per child of an idempotent request whose effect committed, written in the
+# child's own transaction: the proof that it ran, and what a repeat answers for it.
+idempotent_children = Table(
+    "idempotent_children",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("attempt", BigInteger, nullable=False),
+    Column("child", Integer, nullable=False),
+    Column("order_id", BigInteger, nullable=True),  # the order placed or canceled, if any
+    PrimaryKeyConstraint("scope", "key", "child"),
+    ForeignKeyConstraint(
+        ["scope", "key", "attempt"],
+        [idempotent_requests.c.scope, idempotent_requests.c.key, idempotent_requests.c.attempt],
+        name="child_of_the_claiming_attempt",
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+    ),
 )
 
 # Any constant works; it only has to be the same for every process creating the schema.

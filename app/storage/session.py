@@ -250,13 +250,14 @@ class Transaction:
         """
         return self._send((first, statement), parameters)
 
-    def execute_and_commit(self, statement: Statement, **parameters) -> None:
-        """Run a statement that returns no rows, and COMMIT, in the same message.
+    def execute_and_commit(self, *statements: Statement, **parameters) -> None:
+        """Run statements that return no rows, and COMMIT, in the same message.
 
         A round trip fewer, and the locks go as soon as the writes are done.
         (The driver keeps only a message's last result: any rows would be lost.)
+        If one fails, the rest of the message, COMMIT included, is skipped.
         """
-        self._send((statement,), parameters, committing=True)
+        self._send(statements, parameters, committing=True)
         self.begun = False
         self._ended(committed=True)
 

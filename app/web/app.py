@@ -11,6 +11,8 @@ from app.config import Config
 from app.exchange.errors import Rejected
 from app.exchange.results import Failed
 from app.exchange.transactions import Exchange
+from app.idempotency.claims import KeyReused, RequestInProgress
+from app.idempotency.requests import Requests
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
 from app.storage.engine import exchange_engine, first_line
 from app.web import authentication, metrics
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
-    engine = exchange_engine(config.database_url, config.pool_size)
+    engine = exchange_engine(config.database_url, config.pool_size, config.idle_transaction_seconds)
     exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000, config.max_open_orders)
     gate = _gate(config, engine)
     metrics.watch_pool(engine, config.pool_size)
@@ -37,7 +39,8 @@ def create_app(config: Config) -> falcon.App:
 
     app = falcon.App(media_type=XML, middleware=[observer])
     app.resp_options.media_handlers.update(HANDLERS)
-    app.add_route("/", RequestsResource(exchange, gate, config.max_body_bytes))
+    requests = Requests(exchange, config.idempotency_lease_seconds)
+    app.add_route("/", RequestsResource(requests, gate, config.max_body_bytes))
     app.add_route("/symbols/{sym}/book", ReportResource(exchange, "book", ("depth",)))
     app.add_route("/symbols/{sym}/trades", ReportResource(exchange, "trades", ("limit",)))
     app.add_route("/accounts/{id}", ReportResource(exchange, "account", gate=gate))
@@ -51,6 +54,8 @@ def create_app(config: Config) -> falcon.App:
     app.add_route("/metrics", metrics.MetricsResource())
     app.add_error_handler(MalformedDocument, _reply_error(falcon.HTTP_400))
     app.add_error_handler(DocumentTooLarge, _reply_error(falcon.HTTP_413))
+    app.add_error_handler(RequestInProgress, _reply_error(falcon.HTTP_409))
+    app.add_error_handler(KeyReused, _reply_error(falcon.HTTP_422))
     app.add_error_handler(InvalidValue, _reply_error(falcon.HTTP_400, negotiate=True))
     app.add_error_handler(Rejected, _reply_error(falcon.HTTP_404, negotiate=True))
     app.add_error_handler(DBAPIError, _database_unavailable)

@@ -27,7 +27,9 @@ OUTCOMES = {
     401: "unauthenticated",
     403: "forbidden",
     404: "not_found",
+    409: "in_progress",
     413: "too_large",
+    422: "key_reused",
     429: "rate_limited",
     503: "unavailable",
 }
@@ -86,6 +88,8 @@ class RequestObserver:
             self._outage.request_served()
         if status == 200 and failed_for_database:
             return "partly_unavailable"
+        if req.context.get("replayed"):
+            return "replayed"
         return OUTCOMES.get(status, str(status))
 
 

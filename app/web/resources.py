@@ -9,39 +9,47 @@ from sqlalchemy.exc import DBAPIError
 
 from app.auth.gate import Gate
 from app.auth.permissions import authorize, authorize_account
-from app.exchange.service import answer, database_failed, perform
+from app.exchange.service import perform
 from app.exchange.transactions import Exchange
-from app.protocol import DocumentTooLarge, parse_read, parse_request, render_results
+from app.idempotency.keys import HEADER, request_key
+from app.idempotency.requests import Requests
+from app.protocol import DocumentTooLarge, parse_read, parse_request
 from app.protocol.numbers import account_id
 from app.web.authentication import proven
+from app.web.draining import draining
 from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
 
+REPLAYED_HEADER = "Idempotent-Replayed"
+
 
 class RequestsResource:
-    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out.
-
-    With authentication on, the key the request proves runs only what it may.
+    """`POST /`: a `<create>` or `<transactions>` document in, `<results>` out; once per
+    idempotency key when it carries one (the header, or the prefix of the body). With
+    authentication on, the key the request proves runs only what it may.
     """
 
-    def __init__(self, exchange: Exchange, gate: Gate, max_body_bytes: int):
-        self._exchange = exchange
+    def __init__(self, requests: Requests, gate: Gate, max_body_bytes: int):
+        self._requests = requests
         self._gate = gate
         self._max_body_bytes = max_body_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.kind = "unparsed"
         with proven(self._gate, req, self._read_body(req)) as admitted:
-            request = authorize(
-                admitted.key, parse_request(admitted.document, self._max_body_bytes)
-            )
+            key, document = request_key(req.get_header(HEADER), admitted.document)
+            request = authorize(admitted.key, parse_request(document, self._max_body_bytes))
             req.context.kind = request.kind
             req.context.account = request.acting_account
-            replies = req.context.replies = answer(self._exchange, request)
+            reply = self._requests.answer(request, key, document)
+            req.context.replies = reply.results
         resp.content_type = XML
-        resp.data = render_results(replies)
-        if replies and all(database_failed(result) for _, result in replies):
+        resp.data = reply.body
+        if reply.replayed:
+            req.context.replayed = True
+            resp.set_header(REPLAYED_HEADER, "true")
+        if reply.unavailable:
             # Nothing was done for want of the database, as when it fails
             # before any item: clients and proxies see the outage in the status.
             resp.status = falcon.HTTP_503
@@ -96,7 +104,8 @@ class LivenessResource:
 
 
 class ReadinessResource:
-    """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else 503.
+    """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else
+    503; 503 too while the instance drains before stopping.
 
     A failing database is this endpoint's expected answer, not an error of the
     request, so it is logged at debug only: the requests themselves log it.
@@ -106,6 +115,11 @@ class ReadinessResource:
         self._exchange = exchange
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if draining():  # stopping: balancers take the instance out (app/web/draining.py)
+            resp.status = falcon.HTTP_503
+            resp.content_type = XML
+            resp.data = _health(draining="yes")
+            return
         try:
             missing = self._exchange.missing_tables()
         except DBAPIError as error:

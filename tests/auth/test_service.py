@@ -8,6 +8,7 @@ import requests
 from app.auth.proof import Credentials
 from app.auth.secret import key_secret
 from app.auth.store import KeyStore
+from app.client.cli import main
 from tests.auth.keys import MASTER, MASTER_BYTES, issue
 from tests.conftest import SHIM_LIMIT_FLAG
 from tests.integrity.books import snapshot
@@ -130,3 +131,49 @@ def test_revocation_takes_effect_on_the_next_request_in_every_worker(secured, ma
     assert statuses() == [200] * CONNECTIONS
     store.revoke(trader.key)
     assert statuses() == [401] * CONNECTIONS
+
+
+def test_a_keyed_request_signed_anew_for_each_attempt_runs_once_and_replays_over_tcp(
+    secured, market, engine
+):
+    """SPEC §8 and §9 together: the key's prefix inside what the proof signs; every attempt
+    proves the key afresh, and the repeat gets the first reply byte for byte."""
+    _, shim = secured
+    _, trader = market
+    keyed = b'<?exch-idempotency key="order-1"?>' + ORDER
+    first = tcp_reply_then_open(shim, trader.prefixed(keyed))
+    repeat = tcp_reply_then_open(shim, trader.prefixed(keyed))
+    assert children(first)[0][0] == "opened"
+    assert repeat == first
+    assert len(ledger(engine)["orders"]) == 1
+
+
+def test_a_keyed_request_replaying_its_proof_is_refused_before_its_key_is_looked_at(
+    secured, market, engine
+):
+    url, _ = secured
+    _, trader = market
+    headers = {"Idempotency-Key": "order-2", "Authorization": trader.header("POST", "/", ORDER)}
+    assert requests.post(url, data=ORDER, headers=headers, timeout=10).status_code == 200
+    replayed = requests.post(url, data=ORDER, headers=headers, timeout=10)
+    assert (replayed.status_code, replayed.content) == (401, FAILED)
+    assert len(ledger(engine)["orders"]) == 1
+
+
+def tcp_reply_then_open(address, request: bytes) -> bytes:
+    """A kept-open connection's reply to one request; the connection stays open after it."""
+    with connect(address) as connection, connection.makefile("rb") as stream:
+        connection.sendall(framed(request))
+        return read_framed_reply(stream)
+
+
+def test_the_client_signs_each_request_over_http_and_tcp(secured, market, tmp_path, capsysbinary):
+    url, shim = secured
+    _, trader = market
+    request = tmp_path / "order.xml"
+    request.write_bytes(ORDER)
+    signing = ["--key", trader.key, "--secret", trader.secret]
+    assert main(["--http", url + "/", *signing, "--raw", str(request)]) == 0
+    assert main(["--tcp", f"{shim[0]}:{shim[1]}", *signing, "--raw", str(request)]) == 0
+    assert main(["account", "1", "--http", url, *signing]) == 0
+    assert capsysbinary.readouterr().out.count(b"<opened ") == 2
