@@ -95,38 +95,44 @@ def _send(
     connection runs it; the rows of the last come back.
 
     `before` and `after` travel in the same message, and so, first, do the
-    statements of a pending `Ahead`. If a message preparing a statement fails,
-    whether its PREPARE took effect is unknown, so the connection is
-    discarded: the next one starts afresh.
+    statements of every pending `Ahead`, in the order they were given. If a
+    message preparing a statement fails, whether its PREPARE took effect is
+    unknown, so the connection is discarded: the next one starts afresh.
     """
     prepared = connection.info.setdefault(_PREPARED, set())
-    ahead = _AHEAD.get()
-    if ahead is None or not ahead.ready:
-        ahead = None
-    carried = ahead.statements if ahead else ()
-    if ahead and ahead.parameters.keys() & parameters.keys():
-        raise ValueError(f"parameters named twice: {ahead.parameters.keys() & parameters.keys()}")
-    unprepared = [s for s in carried + statements if s.name not in prepared]
+    aheads = [ahead for ahead in _AHEAD.get() if ahead.ready]
+    if aheads:
+        statements = (*(s for ahead in aheads for s in ahead.statements), *statements)
+        parameters = _with_parameters_of(aheads, parameters)
+    unprepared = [s for s in statements if s.name not in prepared]
     definitions = "".join(f"{statement.definition}; " for statement in unprepared)
-    calls = "; ".join(statement.call for statement in carried + statements)
-    if ahead and transaction is None:
+    calls = "; ".join(statement.call for statement in statements)
+    if aheads and transaction is None:
         calls = f"SET LOCAL synchronous_commit TO off; {calls}"  # see Ahead
     try:
-        rows = _execute(
-            connection,
-            f"{before}{definitions}{calls}{after}",
-            {**ahead.parameters, **parameters} if ahead else parameters,
-        )
+        rows = _execute(connection, f"{before}{definitions}{calls}{after}", parameters)
     except DBAPIError as error:
         if unprepared and not connection.invalidated:
             connection.invalidate()
-        if ahead:
+        for ahead in aheads:
             ahead.failed(error)
         raise
     prepared.update(statement.name for statement in unprepared)
-    if ahead:
+    for ahead in aheads:
         ahead.sent(transaction)
     return rows
+
+
+def _with_parameters_of(aheads: list["Ahead"], parameters: dict) -> dict:
+    """The message's parameters: its statements' and those of the statements ahead, no
+    name given twice (one message, one namespace)."""
+    merged = dict(parameters)
+    for ahead in aheads:
+        shared = merged.keys() & ahead.parameters.keys()
+        if shared:
+            raise ValueError(f"parameters named twice: {shared}")
+        merged.update(ahead.parameters)
+    return merged
 
 
 class Ahead:
@@ -160,7 +166,7 @@ class Ahead:
             self.done = True
         else:
             self.riding = transaction
-            transaction.carrying = self
+            transaction.carrying.append(self)
 
     def failed(self, error: DBAPIError) -> None:
         """Raise their refusal when the failure was theirs: nothing after them ran."""
@@ -174,14 +180,15 @@ class Ahead:
         self.done = committed
 
 
-_AHEAD: contextvars.ContextVar[Ahead | None] = contextvars.ContextVar("ahead", default=None)
+_AHEAD: contextvars.ContextVar[tuple[Ahead, ...]] = contextvars.ContextVar("ahead", default=())
 
 
 @contextlib.contextmanager
 def ahead_of_the_next_message(ahead: Ahead) -> Iterator[Ahead]:
     """While inside, messages sent in this context (thread or greenlet) carry `ahead`'s
-    statements until a unit of work carrying them has committed."""
-    token = _AHEAD.set(ahead)
+    statements until a unit of work carrying them has committed; after those of any
+    `Ahead` given around this one, each with a life of its own."""
+    token = _AHEAD.set((*_AHEAD.get(), ahead))
     try:
         yield ahead
     finally:
@@ -225,7 +232,7 @@ class Transaction:
     The caller ends it with `commit`, `rollback` or `execute_and_commit`; a
     transaction never begun ends without a round trip. Once `commit_sent`, a
     connection lost before the reply leaves the outcome unknown: the commit
-    may have landed. `carrying` is the `Ahead` riding in it, if any.
+    may have landed. `carrying` holds the `Ahead`s riding in it.
     """
 
     def __init__(self, connection: Connection):
@@ -234,7 +241,7 @@ class Transaction:
         self._connection = connection
         self.begun = False
         self.commit_sent = False
-        self.carrying: Ahead | None = None
+        self.carrying: list[Ahead] = []
 
     def execute(self, statement: Statement, **parameters) -> list[tuple]:
         return self._send((statement,), parameters)
@@ -301,9 +308,9 @@ class Transaction:
         self._ended(committed=command == "COMMIT")
 
     def _ended(self, committed: bool) -> None:
-        if self.carrying is not None:
-            self.carrying.ended(committed)
-            self.carrying = None
+        for ahead in self.carrying:
+            ahead.ended(committed)
+        self.carrying.clear()
 
 
 @contextlib.contextmanager

@@ -195,3 +195,48 @@ def test_statements_ahead_nothing_carried_go_alone(engine, exchange_engine, sent
         send_ahead(connection, lonely)
     assert len(sent) == 1 and lonely.done
     assert account_ids(engine) == ["4"]
+
+
+INSERT_THIRD = Statement(
+    "test_insert_third_account_ahead",
+    accounts.insert().values(id=bindparam("third_id", type_=Text), balance=0, deposited=0),
+)
+
+
+def another_ahead(account_id: str) -> Ahead:
+    """A second kind of statements ahead, with parameters of its own and no refusal."""
+    return Ahead((INSERT_THIRD,), {"third_id": account_id}, lambda error: None)
+
+
+def test_statements_of_several_aheads_ride_together_in_the_order_given(
+    engine, exchange_engine, sent
+):
+    outer, inner = ahead("1"), another_ahead("2")
+    with ahead_of_the_next_message(outer), ahead_of_the_next_message(inner):
+        with exchange_engine.connect() as connection:
+            transaction = Transaction(connection)
+            transaction.execute(DOUBLE, n=1)
+            transaction.commit()
+    assert outer.done and inner.done
+    first, second = "EXECUTE test_insert_account_ahead(", "EXECUTE test_insert_third_account_ahead("
+    assert sent[0].index(first) < sent[0].index(second)
+    assert account_ids(engine) == ["1", "2"]
+
+
+def test_one_ahead_refused_leaves_the_others_to_the_next_message(engine, exchange_engine):
+    kept, broken = another_ahead("7"), ahead("8", balance=-1)
+    with ahead_of_the_next_message(kept), ahead_of_the_next_message(broken):
+        with exchange_engine.connect() as connection:
+            with pytest.raises(Refused):
+                execute_alone(connection, DOUBLE, n=1)
+            assert broken.done and not kept.done
+            assert account_ids(engine) == []
+            execute_alone(connection, DOUBLE, n=2)
+    assert kept.done
+    assert account_ids(engine) == ["7"]
+
+
+def test_several_aheads_may_not_share_a_parameter(exchange_engine):
+    with ahead_of_the_next_message(ahead("5")), ahead_of_the_next_message(ahead("6")):
+        with exchange_engine.connect() as connection, pytest.raises(ValueError, match="ahead_id"):
+            execute_alone(connection, DOUBLE, n=1)
