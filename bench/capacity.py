@@ -21,8 +21,9 @@ from sqlalchemy import text
 
 from app.exchange.commands import CreateAccount, CreateSymbol, MintShares, PlaceOrder
 from app.exchange.transactions import Exchange
-from app.idempotency.claims import Claim
+from app.idempotency.requests import Requests
 from app.local.cluster import temporary_cluster
+from app.protocol import parse_request
 from app.storage.engine import database_engine, exchange_engine
 from app.storage.schema import create_schema
 
@@ -73,18 +74,20 @@ def held_lock(exchange: Exchange) -> str:
 
 
 def wal_per_request(exchange: Exchange, engine, keyed: bool) -> str:
-    """WAL records, bytes and flushes per order (with its claim, record and reply when
-    keyed), as a request of one order writes them."""
+    """WAL records, bytes and flushes per order (with its claim and record when keyed),
+    as a request of one order writes them."""
+    requests = Requests(exchange)
     with engine.connect() as connection:
         before = connection.execute(WAL).one()
     for number, order in enumerate(_orders(ORDERS)):
         if not keyed:
             exchange.place_order(order)
             continue
-        claim = Claim("1", f"k{number}", 5.0)
-        exchange.claim_request("1", claim.key, b"document", claim.attempt, claim.lease_seconds)
-        exchange.place_order(order, claim.child(0))
-        exchange.record_reply("1", claim.key, claim.attempt, b"<results/>" * 15)
+        document = (
+            f'<transactions id="{order.account_id}"><order sym="{order.symbol}" '
+            f'amount="{order.amount}" limit="{order.limit}"/></transactions>'
+        ).encode()
+        requests.answer(parse_request(document), f"k{number}", document)
     with engine.connect() as connection:
         after = connection.execute(WAL).one()
     records, size, syncs = ((a - b) / ORDERS for a, b in zip(after, before, strict=True))

@@ -2,7 +2,8 @@
 
 A request sent with an idempotency key (SPEC §9) runs under a claim: each child
 with an effect records it in its own transaction, and a child an earlier
-attempt recorded is answered from its record instead of running again.
+attempt recorded is answered from its record instead of running again. The
+first of them that commits claims the key in the same transaction.
 """
 
 import logging
@@ -30,8 +31,12 @@ from app.exchange.results import Canceled, Created, Failed, Opened, Result, Stat
 from app.exchange.transactions import Exchange
 from app.idempotency.claims import Child, Claim, ClaimLost
 from app.storage.engine import first_line
+from app.storage.session import ahead_of_the_next_message
 
 log = logging.getLogger(__name__)
+
+# The commands whose effect a child's record proves, with what it answered.
+EFFECTS = (CreateAccount, MintShares, PlaceOrder, CancelOrder)
 
 
 def answer(
@@ -58,10 +63,49 @@ def answer(
         elif claim is not None and index in claim.recorded:
             order_id = claim.recorded[index]
             replies.append((item.echo, _execute(recorded, exchange, command, order_id)))
+        elif claim is not None and isinstance(command, EFFECTS):
+            replies.append((item.echo, _claimed(exchange, command, claim, index)))
         else:
-            child = claim.child(index) if claim is not None else None
-            replies.append((item.echo, _execute(perform, exchange, command, child)))
+            replies.append((item.echo, _execute(perform, exchange, command)))
     return replies
+
+
+def completing_child(request: Request) -> int | None:
+    """The last child, when every child has an effect (a `<symbol>` aside, whose share
+    grants answer for it): each leaves a record, and the records are the reply."""
+    items = request.items
+    commands = [item.command for item in items]
+    if not items or not all(isinstance(command, (*EFFECTS, CreateSymbol)) for command in commands):
+        return None
+    return len(items) - 1 if isinstance(commands[-1], EFFECTS) else None
+
+
+def _claimed(exchange: Exchange, command: Command, claim: Claim, index: int) -> Result:
+    """Run a child with an effect under the claim; until the claim is taken, the claim's
+    insert rides with it, answered at once when this child is the request's last."""
+    child = claim.child(index)
+    if claim.taken:
+        result = _execute(perform, exchange, command, child)
+    else:
+        claiming = exchange.claiming(claim, answered=claim.completes(index))
+        with ahead_of_the_next_message(claiming):
+            result = _execute(perform, exchange, command, child)
+        if claiming.done:
+            claim.taken = True
+            claim.leased()
+    claim.ran(index, recorded=not isinstance(result, Failed))
+    return result
+
+
+def rebuilt(
+    exchange: Exchange, request: Request, records: dict[int, int | None]
+) -> list[tuple[Echo, Result]]:
+    """The reply of a request every child of which left a record, from the records."""
+    return [
+        (item.echo, recorded(exchange, item.command, records[index]))
+        for index, item in enumerate(request.items)
+        if not isinstance(item.command, CreateSymbol)
+    ]
 
 
 def _renew(exchange: Exchange, claim: Claim) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Integer,
+    LargeBinary,
     Select,
     Text,
     any_,
@@ -667,6 +668,27 @@ def _claim() -> Statement:
 
 CLAIM_REQUEST = _claim()
 
+# The empty reply kept for a request whose children all left a record: a repeat
+# rebuilds the reply from the records. A reply of ours is never empty.
+FROM_THE_RECORDS = b""
+
+# A new key's claim, riding ahead of the first statement of the request's first child
+# with an effect, in its transaction (or alone, with the whole reply, when no child
+# committed anything). Its parameters are named apart from those of the statements it
+# rides with. A key already claimed fails it, as does one being claimed by a
+# transaction not yet ended, once that one commits (the insert waits for it).
+CLAIM_KEY = Statement(
+    "claim_key",
+    insert(idempotent_requests).values(
+        scope=bindparam("claimed_scope", type_=Text),
+        key=bindparam("claimed_key", type_=Text),
+        fingerprint=bindparam("claimed_fingerprint", type_=LargeBinary),
+        attempt=bindparam("claimed_attempt", type_=BigInteger),
+        lease_until=func.clock_timestamp() + _seconds("claimed_lease_seconds"),  # NULL: none
+        reply=bindparam("claimed_reply", type_=LargeBinary),
+    ),
+)
+
 REQUEST_CLAIM = Statement(
     "request_claim",
     select(
@@ -698,6 +720,15 @@ RECORD_CHILD = Statement(
 )
 
 _ours = (*_request, idempotent_requests.c.attempt == bindparam("attempt", type_=BigInteger))
+
+# Written with the record of the request's last child, when every child before it left
+# one: the request is answered, and its reply is its records.
+ANSWERED_BY_THE_RECORDS = Statement(
+    "answered_by_the_records",
+    update(idempotent_requests)
+    .where(*_ours)
+    .values(reply=literal(FROM_THE_RECORDS, LargeBinary), lease_until=null()),
+)
 
 RECORD_REPLY = Statement(
     "record_reply",

@@ -8,7 +8,15 @@ and takes no locks.
 Locking order, the same in every transaction, which makes deadlocks
 impossible by construction:
 
-1. at most one symbol row, `FOR NO KEY UPDATE`. Every write to a symbol's
+0. first, at most one idempotency claim (SPEC §9): a request sent with a
+   new key claims it with an insert riding ahead of the first statement of
+   its first child with an effect (after the nonce of its proof, when
+   authentication is on: app/auth/store.py). An insert of the same key by
+   a repeat waits for that transaction, and fails once it has committed;
+   the waiting transaction holds no lock but its own nonce's (and, with a
+   rate limit, its key's bucket, which every request of that key takes
+   before anything else);
+1. then at most one symbol row, `FOR NO KEY UPDATE`. Every write to a symbol's
    orders, positions and executions happens under this lock, so matching on
    one symbol is serialized (the book cannot change while an order walks it,
    and order ids are drawn in arrival order) while different symbols proceed
@@ -16,22 +24,26 @@ impossible by construction:
 2. then account rows, all in one statement, in ascending id order: `FOR NO
    KEY UPDATE` in id order when an order is placed, or the one account a
    cancel refunds, locked by its UPDATE.
-
-3. last, at most one idempotency record (SPEC §9): a child of a request sent
-   with a key writes its record in the message of its last statement, before
+3. last, at most one idempotency record: a child of a request sent with a
+   key writes its record in the message of its last statement, before
    COMMIT. The insert waits for a concurrent insert of the same record (a
    repeat running the same child) and fails once it committed; its foreign key
    takes `KEY SHARE` on the claim's row, so a repeat taking the claim over
    waits for the child to end, and the child of an attempt whose claim was
    taken over fails. Either way the child rolls back: a child takes effect at
-   most once. The claims themselves are single statements taking no other lock.
+   most once. The record completing its request's records (every child has
+   an effect) marks the claim answered in the same message: the claim's row,
+   this attempt's own, updated. The other statements on claims are single
+   statements taking no other lock.
 
-No transaction takes a symbol after an account, or a lower account id after a
-higher one, so no cycle of waits can form; a transaction waiting for a record
-holds no lock the record's holder still needs, since the holder has all of its
-own by then. An order whose fills reach past
-the first page of the book would need more accounts than it locked: it rolls
-back and runs again with a longer page rather than lock them out of order.
+No transaction claims a key after a symbol, takes a symbol after an account, or a
+lower account id after a higher one, so no cycle of waits can form: a
+transaction waiting to claim a key holds nothing its holder needs, and one
+waiting for a record or for a claim's row holds no lock the holder still
+needs, since the holder has all of its own by then. An order whose fills
+reach past the first page of the book would need more accounts than it
+locked: it rolls back and runs again with a longer page rather than lock them
+out of order.
 Deadlock and serialization failures are still retried a bounded number of
 times as a safety net, as are connections found broken before COMMIT; each
 retry is counted and logged.
@@ -47,7 +59,11 @@ write everything, with COMMIT in the same message), a cancel 2 (lock the
 order's symbol, then cancel and refund; COMMIT), a query or a read 1. READ
 COMMITTED takes a snapshot per statement, so the book is read by a statement
 that starts after the symbol's lock is granted, never by the one that waits
-for it: the two travel in one message, but they are two statements.
+for it: the two travel in one message, but they are two statements. Sent
+with an idempotency key, an order or a cancel costs the same: the claim rides
+in its first message, its record (and the answer) in its last. A keyed
+request that commits no effect (reads, refusals) costs one round trip more,
+which claims the key with the reply.
 """
 
 import contextlib
@@ -64,6 +80,7 @@ from decimal import (
     Rounded,
     localcontext,
 )
+from typing import NamedTuple
 
 import tenacity
 from sqlalchemy import Connection, Engine
@@ -98,15 +115,16 @@ from app.exchange.results import (
     Trade,
     Trades,
 )
-from app.idempotency.claims import Child, ClaimLost
-from app.storage.schema import missing_tables
-from app.storage.session import Statement, Transaction, execute_alone
+from app.idempotency.claims import Child, Claim, ClaimLost, KeyTaken
+from app.storage.schema import idempotent_requests, missing_tables
+from app.storage.session import Ahead, Statement, Transaction, execute_alone, send_ahead
 
 log = logging.getLogger(__name__)
 
 # Exact decimal arithmetic: any result that would need rounding raises instead.
 EXACT = Context(prec=200, traps=[Inexact, Rounded, InvalidOperation, Overflow, DivisionByZero])
 
+UNIQUE_VIOLATION = "23505"
 DEADLOCK_DETECTED = "40P01"
 SERIALIZATION_FAILURE = "40001"
 RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
@@ -116,6 +134,15 @@ LOST_CLAIM = {"idempotent_children_pkey", "child_of_the_claiming_attempt"}
 
 LONGER_PAGE = 8  # how much longer the book page gets each time an order outruns it
 KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
+
+
+class ClaimFound(NamedTuple):
+    """A key's claim, as a repeat finds it: for the same document or not; `answered`, with
+    its `reply`, or with none when its reply is its children's records."""
+
+    same_document: bool
+    answered: bool
+    reply: bytes | None = None
 
 
 class _LostBeforeCommit(Exception):
@@ -371,11 +398,10 @@ class Exchange:
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
         debited = -min(settlement.shares.get(command.account_id, Decimal(0)), Decimal(0))
         order_id = rows[0].new_order_id
-        recording = (sql.RECORD_CHILD,) if child else ()
         with _claim_kept():
             transaction.execute_and_commit(
                 sql.RECORD_ORDER[is_buy],
-                *recording,
+                *_recording(child),
                 **(child.parameters(order_id) if child else {}),
                 order_id=order_id,
                 account_id=command.account_id,
@@ -505,7 +531,32 @@ class Exchange:
         )
 
     # -- idempotent requests (SPEC §9) ----------------------------------------
-    # Each is one statement on its own, which commits by itself.
+    # A new key's claim rides ahead of its request's first effect (`claiming`);
+    # the rest are one statement on their own, which commits by itself.
+
+    def claiming(self, claim: Claim, answered: bool = False, reply: bytes | None = None) -> Ahead:
+        """The claim's insert, to ride ahead of the next message: leased, or `answered` by
+        the records of its request (when it rides with the request's only effect), or
+        answered by `reply`. Raises KeyTaken, instead of running what it rode with, when
+        the key is another attempt's."""
+        if reply is None and answered:
+            reply = sql.FROM_THE_RECORDS
+        parameters = {
+            "claimed_scope": claim.scope,
+            "claimed_key": claim.key,
+            "claimed_fingerprint": claim.fingerprint,
+            "claimed_attempt": claim.attempt,
+            "claimed_lease_seconds": None if reply is not None else claim.lease_seconds,
+            "claimed_reply": reply,
+        }
+        return Ahead((sql.CLAIM_KEY,), parameters, _key_taken)
+
+    def claim_answered(self, claim: Claim, reply: bytes) -> None:
+        """Claim the key with its reply, for a request that committed nothing (reads,
+        refusals): one statement, which commits without waiting for the disk (see
+        `Ahead`). Raises KeyTaken when the key is another attempt's."""
+        ahead = self.claiming(claim, reply=reply)
+        self._on_connection("claim_answered", lambda connection: send_ahead(connection, ahead))
 
     def claim_request(
         self, scope: str, key: str, fingerprint: bytes, attempt: int, lease_seconds: float
@@ -525,16 +576,18 @@ class Exchange:
         )
         return rows[0].attempts if rows else None
 
-    def request_claim(self, scope: str, key: str, fingerprint: bytes) -> tuple[bool, bytes | None]:
-        """Whether the key's request has the same document, and its reply once answered.
-        A key not found (its claim not yet committed) reads as running."""
+    def request_claim(self, scope: str, key: str, fingerprint: bytes) -> ClaimFound:
+        """What the key's claim says. A key not found (its claim went the way of a
+        transaction rolled back, or was purged) reads as running."""
         rows = self._read(
             "request_claim", sql.REQUEST_CLAIM, scope=scope, key=key, fingerprint=fingerprint
         )
         if not rows:
-            return True, None
+            return ClaimFound(same_document=True, answered=False)
         reply = rows[0].reply
-        return rows[0].same_document, bytes(reply) if reply is not None else None
+        if reply is None or bytes(reply) == sql.FROM_THE_RECORDS:
+            return ClaimFound(rows[0].same_document, answered=reply is not None)
+        return ClaimFound(rows[0].same_document, answered=True, reply=bytes(reply))
 
     def recorded_children(self, scope: str, key: str) -> dict[int, int | None]:
         """The children earlier attempts committed, with the order each placed or canceled."""
@@ -578,7 +631,24 @@ def _record(transaction: Transaction, child: Child | None, order_id: int | None 
     without a key (the transaction commits as usual)."""
     if child is not None:
         with _claim_kept():
-            transaction.execute_and_commit(sql.RECORD_CHILD, **child.parameters(order_id))
+            transaction.execute_and_commit(*_recording(child), **child.parameters(order_id))
+
+
+def _recording(child: Child | None) -> tuple[Statement, ...]:
+    """What records the child's effect: its record, and the request's answer when the
+    record completes the request's records."""
+    if child is None:
+        return ()
+    return (sql.RECORD_CHILD, sql.ANSWERED_BY_THE_RECORDS) if child.answers else (sql.RECORD_CHILD,)
+
+
+def _key_taken(error: DBAPIError) -> Exception | None:
+    """A claim's insert refused: the key is another attempt's."""
+    code, diagnosis = getattr(error.orig, "pgcode", None), getattr(error.orig, "diag", None)
+    table = getattr(diagnosis, "table_name", None)
+    if (code, table) == (UNIQUE_VIOLATION, idempotent_requests.name):
+        return KeyTaken()
+    return None
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ import pytest
 
 from app.exchange import statements
 from app.exchange.errors import Rejected
+from app.idempotency.requests import Requests
+from app.protocol import parse_request
 from tests.exchange.conftest import CASH
 
 
@@ -88,3 +90,36 @@ def test_each_read_takes_one_round_trip_and_no_transaction(traders, sent):
     traders.trades("X")
     assert len(sent) == 4
     assert not any(statement.startswith("BEGIN") for statement in sent)
+
+
+def keyed(traders, children: str, key: str = "k-1") -> bytes:
+    """Account 1's request of `children`, answered under an idempotency key (SPEC §9) as
+    `POST /` answers it, the account already remembered (as after a first request)."""
+    document = f'<transactions id="1">{children}</transactions>'.encode()
+    return Requests(traders.exchange).answer(parse_request(document), key, document).body
+
+
+def test_a_keyed_order_takes_two_round_trips_as_one_without_a_key(traders, sent):
+    traders.exchange.account_exists("1")
+    sent.clear()
+    keyed(traders, '<order sym="X" amount="10" limit="100"/>')
+    assert len(sent) == 2
+    assert "EXECUTE claim_key(" in sent[0] and sent[0].index("claim_key") < sent[0].index("lock_")
+    assert "EXECUTE record_child(" in sent[-1] and sent[-1].endswith("; COMMIT")
+
+
+def test_a_keyed_query_takes_one_round_trip_more_to_keep_its_reply(traders, sent):
+    order = traders.buy("1", "X", 10, 100)
+    traders.exchange.account_exists("1")
+    sent.clear()
+    keyed(traders, f'<query id="{order}"/>')
+    assert len(sent) == 2
+    assert sent[0].startswith("EXECUTE order_view(") and "EXECUTE claim_key(" in sent[1]
+
+
+def test_a_keyed_order_refused_takes_one_round_trip_more_to_keep_its_refusal(traders, sent):
+    traders.exchange.account_exists("1")
+    sent.clear()
+    reply = keyed(traders, f'<order sym="X" amount="1" limit="{CASH + 1}"/>')
+    assert b"insufficient funds" in reply
+    assert len(sent) == 3 and sent[1] == "ROLLBACK" and "EXECUTE claim_key(" in sent[2]
