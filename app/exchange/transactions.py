@@ -534,28 +534,18 @@ class Exchange:
     # A new key's claim rides ahead of its request's first effect (`claiming`);
     # the rest are one statement on their own, which commits by itself.
 
-    def claiming(self, claim: Claim, answered: bool = False, reply: bytes | None = None) -> Ahead:
-        """The claim's insert, to ride ahead of the next message: leased, or `answered` by
-        the records of its request (when it rides with the request's only effect), or
-        answered by `reply`. Raises KeyTaken, instead of running what it rode with, when
-        the key is another attempt's."""
-        if reply is None and answered:
-            reply = sql.FROM_THE_RECORDS
-        parameters = {
-            "claimed_scope": claim.scope,
-            "claimed_key": claim.key,
-            "claimed_fingerprint": claim.fingerprint,
-            "claimed_attempt": claim.attempt,
-            "claimed_lease_seconds": None if reply is not None else claim.lease_seconds,
-            "claimed_reply": reply,
-        }
-        return Ahead((sql.CLAIM_KEY,), parameters, _key_taken)
+    def claiming(self, claim: Claim, answered: bool) -> Ahead:
+        """The claim's insert, to ride ahead of the next message: `answered` by the
+        records of its request when it rides with the request's only effect, else leased.
+        Raises KeyTaken, instead of running what it rode with, when the key is another
+        attempt's."""
+        return _claim_insert(claim, sql.FROM_THE_RECORDS if answered else None)
 
     def claim_answered(self, claim: Claim, reply: bytes) -> None:
         """Claim the key with its reply, for a request that committed nothing (reads,
         refusals): one statement, which commits without waiting for the disk (see
         `Ahead`). Raises KeyTaken when the key is another attempt's."""
-        ahead = self.claiming(claim, reply=reply)
+        ahead = _claim_insert(claim, reply)
         self._on_connection("claim_answered", lambda connection: send_ahead(connection, ahead))
 
     def claim_request(
@@ -640,6 +630,19 @@ def _recording(child: Child | None) -> tuple[Statement, ...]:
     if child is None:
         return ()
     return (sql.RECORD_CHILD, sql.ANSWERED_BY_THE_RECORDS) if child.answers else (sql.RECORD_CHILD,)
+
+
+def _claim_insert(claim: Claim, reply: bytes | None) -> Ahead:
+    """The claim's insert, answered by `reply` when given (leased otherwise)."""
+    parameters = {
+        "claimed_scope": claim.scope,
+        "claimed_key": claim.key,
+        "claimed_fingerprint": claim.fingerprint,
+        "claimed_attempt": claim.attempt,
+        "claimed_lease_seconds": claim.lease_seconds if reply is None else None,
+        "claimed_reply": reply,
+    }
+    return Ahead((sql.CLAIM_KEY,), parameters, _key_taken)
 
 
 def _key_taken(error: DBAPIError) -> Exception | None:

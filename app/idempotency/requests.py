@@ -76,7 +76,7 @@ class Requests:
                 exchange.release_claim(claim.scope, claim.key, claim.attempt)
             else:
                 exchange.record_reply(claim.scope, claim.key, claim.attempt, reply.body)
-        except DBAPIError:  # the client still gets its reply; a repeat answers from the records
+        except DBAPIError:  # the client still gets its reply; a repeat finds what committed
             pass
         return reply
 
@@ -90,13 +90,21 @@ class Requests:
         )
         if attempts is None:
             return self._replay(claim, document)
-        completing = completing_child(request)
-        taken = Claim(scope, key, lease_seconds, claim.fingerprint, completing, True, claim.attempt)
-        if attempts > 1:
-            taken.recorded = exchange.recorded_children(scope, key)
+        recorded = exchange.recorded_children(scope, key) if attempts > 1 else {}
+        taken = Claim(
+            scope,
+            key,
+            lease_seconds,
+            claim.fingerprint,
+            completing_child(request),
+            taken=True,
+            attempt=claim.attempt,  # the claim's, now
+            recorded=recorded,
+        )
         return self._run(request, taken)
 
     def _replay(self, claim: Claim, document: bytes) -> Reply:
+        """The first reply, kept or rebuilt; raises when there is none to give."""
         exchange = self._exchange
         found = exchange.request_claim(claim.scope, claim.key, claim.fingerprint)
         if not found.same_document:
