@@ -78,7 +78,7 @@ class Claim:
     scope: str
     key: str
     lease_seconds: float
-    fingerprint: bytes = b""
+    fingerprint: bytes
     completing: int | None = None
     taken: bool = False
     attempt: int = field(default_factory=lambda: secrets.randbits(63))
