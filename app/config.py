@@ -18,6 +18,10 @@ class Config:
     max_connections: int = 1000
     max_connections_per_client: int = 500
     read_concurrency: int = 2
+    max_streams: int = 800
+    stream_poll_s: float = 0.2
+    stream_heartbeat_s: float = 15.0
+    stream_buffer_bytes: int = 1 << 20
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -34,4 +38,12 @@ class Config:
                 environ.get("EXCHANGE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client)
             ),
             read_concurrency=int(environ.get("EXCHANGE_READ_CONCURRENCY", cls.read_concurrency)),
+            max_streams=int(environ.get("EXCHANGE_MAX_STREAMS", cls.max_streams)),
+            stream_poll_s=float(environ.get("EXCHANGE_STREAM_POLL_INTERVAL", cls.stream_poll_s)),
+            stream_heartbeat_s=float(
+                environ.get("EXCHANGE_STREAM_HEARTBEAT", cls.stream_heartbeat_s)
+            ),
+            stream_buffer_bytes=int(
+                environ.get("EXCHANGE_STREAM_BUFFER_BYTES", cls.stream_buffer_bytes)
+            ),
         )

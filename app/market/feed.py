@@ -202,12 +202,8 @@ class MarketFeed:
         rendered = b"".join(trade_event(trade) for trade in trades)
         for subscription in list(followed.live):
             owed = _owed(trades, rendered, subscription.after)
-            if not subscription.push(owed, books.get(subscription.depth, b"")):
-                followed.live.discard(subscription)
-                if subscription.ended == "behind":
-                    self._meter.dropped()
-            elif trades:
-                subscription.after = max(subscription.after or 0, trades[-1].id)
+            if self._hand(followed, subscription, owed, books.get(subscription.depth, b"")):
+                subscription.after = max(subscription.after, trades[-1].id if trades else 0)
         for subscription in starting:
             if not subscription.ended:
                 missed = changes.resumed.get((watch.symbol, subscription.last_seen), ())
@@ -228,7 +224,18 @@ class MarketFeed:
         first = b"".join(trade_event(trade) for trade in missed) + book_event(top, latest)
         subscription.after = latest
         followed.live.add(subscription)
-        subscription.push(first)
+        self._hand(followed, subscription, first)
+
+    def _hand(
+        self, followed: _Followed, subscription: Subscription, events: bytes, book: bytes = b""
+    ) -> bool:
+        """Push to a live stream; one that falls behind leaves the live ones."""
+        if subscription.push(events, book):
+            return True
+        followed.live.discard(subscription)
+        if subscription.ended == "behind":
+            self._meter.dropped()
+        return False
 
     def _failed(self, error: DBAPIError) -> None:
         if not self._failing:
@@ -240,8 +247,8 @@ def _top(book: Book, depth: int) -> Book:
     return Book(book.symbol, book.bids[:depth], book.asks[:depth])
 
 
-def _owed(trades: tuple[NumberedTrade, ...], rendered: bytes, after: int | None) -> bytes:
+def _owed(trades: tuple[NumberedTrade, ...], rendered: bytes, after: int) -> bytes:
     """The poll's trade events a stream does not have yet: usually all of them, rendered once."""
-    if not trades or after is None or after < trades[0].id:
+    if not trades or after < trades[0].id:
         return rendered
     return b"".join(trade_event(trade) for trade in trades if trade.id > after)

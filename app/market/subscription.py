@@ -3,8 +3,9 @@
 The feed pushes from its own thread (a greenlet under the gevent worker); the
 stream's connection takes what is queued, all of it in one write. Trades queue
 in the order they happened; a book replaces the one not yet written (the
-latest state wins) and goes after them. A client that does not read is never
-waited for: once more than `limit` bytes wait for it, the stream is dropped.
+latest state wins) and goes after them, so only the trades pile up. A client
+that does not read is never waited for: once more than `limit` bytes of events
+wait for it, the stream is dropped.
 """
 
 import threading
@@ -21,7 +22,7 @@ class Subscription:
         self.symbol = symbol
         self.depth = depth
         self.last_seen = last_seen  # Last-Event-ID: the trades after it are owed first
-        self.after: int | None = None  # the last trade queued for it, once started
+        self.after = 0  # the last trade queued for it, once started
         self.ended: str | None = None  # why: behind, gone, left, shutdown, closed
         self.hang_up: Callable[[], None] | None = None  # closes its connection at once
         self._limit = limit
@@ -35,8 +36,8 @@ class Subscription:
     def push(self, events: bytes, book: bytes = b"") -> bool:
         """Queue `events`, and make `book` (if any) the next book written.
 
-        False when that passes the limit: the stream is dropped, and what it
-        was owed is let go.
+        False when the events queued pass the limit: the stream is dropped,
+        and what it was owed is let go.
         """
         with self._lock:
             if self.ended:
@@ -46,7 +47,7 @@ class Subscription:
                 self._queued_bytes += len(events)
             if book:
                 self._book = book
-            behind = self._queued_bytes + len(self._book) > self._limit
+            behind = self._queued_bytes > self._limit
         if behind:
             self.end("behind")
             return False

@@ -9,6 +9,7 @@ from app.config import Config
 from app.exchange.errors import Rejected
 from app.exchange.results import Failed
 from app.exchange.transactions import Exchange
+from app.market.feed import MarketFeed, StreamSettings, TooManyStreams
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
 from app.storage.engine import exchange_engine, first_line
 from app.web import metrics
@@ -17,10 +18,12 @@ from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
 from app.web.resources import (
     LivenessResource,
+    QuotesResource,
     ReadinessResource,
     ReportResource,
     RequestsResource,
 )
+from app.web.stream import StreamResource
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ def create_app(config: Config) -> falcon.App:
     app.add_route("/symbols/{sym}/trades", ReportResource(exchange, "trades", ("limit",)))
     app.add_route("/accounts/{id}", ReportResource(exchange, "account"))
     app.add_route("/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after")))
+    app.add_route("/symbols", QuotesResource(exchange))
+    app.add_route("/symbols/{sym}/stream", StreamResource(exchange, _market_feed(config)))
     readiness = ReadinessResource(exchange)
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
@@ -48,9 +53,23 @@ def create_app(config: Config) -> falcon.App:
     app.add_error_handler(DocumentTooLarge, _reply_error(falcon.HTTP_413))
     app.add_error_handler(InvalidValue, _reply_error(falcon.HTTP_400, negotiate=True))
     app.add_error_handler(Rejected, _reply_error(falcon.HTTP_404, negotiate=True))
+    app.add_error_handler(TooManyStreams, _too_many_streams)
     app.add_error_handler(DBAPIError, _database_unavailable)
     app.set_error_serializer(_serialize_http_error)
     return app
+
+
+def _market_feed(config: Config) -> MarketFeed:
+    """The worker's one source of market changes, on a database connection of its own, so
+    that its polls never wait for a request slot's connection nor take one."""
+    settings = StreamSettings(
+        poll_s=config.stream_poll_s,
+        heartbeat_s=config.stream_heartbeat_s,
+        buffer_bytes=config.stream_buffer_bytes,
+        max_streams=config.max_streams,
+    )
+    feed_exchange = Exchange(exchange_engine(config.database_url, 1), config.max_attempts)
+    return MarketFeed(feed_exchange, settings, metrics.FeedMeter())
 
 
 def _reply_error(status: str, negotiate: bool = False):
@@ -77,6 +96,16 @@ def _database_unavailable(req, resp, error, params):
     resp.status = falcon.HTTP_503
     resp.content_type = negotiated(req)
     resp.media = Failed("database unavailable: the request was not completed")
+
+
+def _too_many_streams(req, resp, error, params):
+    """A worker's streams are capped, as its connections are: a refusal, not an outage."""
+    metrics.STREAMS_REFUSED.inc()
+    req.context.error = str(error)
+    req.context.outcome = "refused"
+    resp.status = falcon.HTTP_503
+    resp.content_type = negotiated(req)
+    resp.media = Failed(str(error))
 
 
 def _serialize_http_error(req, resp, error: falcon.HTTPError) -> None:

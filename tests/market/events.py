@@ -36,3 +36,12 @@ def books(events: list[Event]) -> list[dict]:
 
 def prices(events: list[Event]) -> list[str]:
     return [trade["price"] for _, trade in trades(events)]
+
+
+def read_for(chunks: Iterator[bytes], seconds: float) -> list[Event]:
+    """The events `chunks` bring within `seconds` (give or take a heartbeat)."""
+    received: list[bytes] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        received.append(next(chunks))
+    return parse(received)

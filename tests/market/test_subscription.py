@@ -34,6 +34,13 @@ def test_a_stream_owed_more_than_its_limit_is_dropped_and_its_connection_closed(
     assert list(stream.events()) == []
 
 
+def test_books_do_not_pile_up_so_a_large_one_drops_no_stream():
+    stream = subscription(limit=20)
+    assert stream.push(b"", b"b" * 100)
+    assert stream.push(b"", b"c" * 100)
+    assert stream.ended is None
+
+
 def test_a_quiet_stream_gets_a_heartbeat_after_the_heartbeat_time():
     stream = subscription(heartbeat_s=0.1)
     started = time.monotonic()
