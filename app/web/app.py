@@ -16,6 +16,7 @@ from app.web import metrics
 from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
+from app.web.page import MarketPage
 from app.web.resources import (
     LivenessResource,
     QuotesResource,
@@ -44,6 +45,11 @@ def create_app(config: Config) -> falcon.App:
     app.add_route("/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after")))
     app.add_route("/symbols", QuotesResource(exchange))
     app.add_route("/symbols/{sym}/stream", StreamResource(exchange, _market_feed(config)))
+    page = MarketPage(exchange)
+    app.add_route("/market", page)
+    app.add_route("/market/{sym}", page, suffix="symbol")
+    for name, asset in page.assets.items():  # named with a dot: never a symbol
+        app.add_route(f"/market/{name}", asset)
     readiness = ReadinessResource(exchange)
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
