@@ -8,7 +8,9 @@ Without `--tcp` or `--http` it asks the HTTP service at `EXCHANGE_BIND`, the
 address `make run` serves on, as the shim does under `make run`.
 
     python -m app.client account 123456          # and orders, book, trades:
-    python -m app.client book SPY --watch        # tables (app/client/reads.py)
+    python -m app.client book SPY                # tables (app/client/reads.py)
+    python -m app.client book SPY --watch        # following the symbol's stream
+    python -m app.client trades SPY --follow     # (app/client/live.py)
 
 Each file (or stdin, also named `-`) is one request (app/client/transport.py
 says how it travels).
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from app.client import reads
+from app.client import live, reads
 from app.client.transport import TransportError, http_sender, tcp_sender
 from app.endpoints import web_url
 
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         _add_http_options(after_name, default=argparse.SUPPRESS)
         reads.add_subcommands(parser, after_name)
         args = parser.parse_args(argv)
-        return reads.run(args, args.http, args.timeout)
+        following = getattr(args, "watch", False) or getattr(args, "follow", False)
+        return (live.run if following else reads.run)(args, args.http, args.timeout)
     args = _parser().parse_args(argv)
     send = tcp_sender(args.tcp, args.timeout) if args.tcp else http_sender(args.http, args.timeout)
     names = args.files or ["-"]

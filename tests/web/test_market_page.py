@@ -16,8 +16,6 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.web.servers import running_gunicorn
-
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHONE = (390, 844)  # CSS pixels of a common phone, upright
@@ -53,14 +51,6 @@ def browser(tmp_path_factory):
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     yield driver
     driver.quit()
-
-
-@pytest.fixture(scope="module")
-def page_server(database_url, schema_engine, tmp_path_factory):
-    """One worker, so that stopping it drops every stream."""
-    log = tmp_path_factory.mktemp("page") / "gunicorn.log"
-    with running_gunicorn(database_url, log, EXCHANGE_WORKERS="1") as server:
-        yield server
 
 
 def post(url: str, document: str) -> None:
@@ -102,8 +92,10 @@ def status(browser) -> str:
     return browser.find_element(By.ID, "status").get_attribute("data-state")
 
 
-def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(browser, page_server, engine):
-    url = page_server.url
+def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(
+    browser, one_worker_server, engine
+):
+    url = one_worker_server.url
     post(
         url,
         '<create><account id="1" balance="1000000"/><account id="2" balance="0"/>'
@@ -132,7 +124,7 @@ def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(browser, pag
     )
     assert time.monotonic() - replied < 2 * APPEARS_WITHIN_S
 
-    [worker] = page_server.worker_pids()
+    [worker] = one_worker_server.worker_pids()
     os.kill(worker, signal.SIGTERM)  # gunicorn starts another in its place
     WebDriverWait(browser, 5).until(lambda page: status(page) == "reconnecting")
     trade(url, 5, "9.5")  # while the page is away
@@ -147,14 +139,14 @@ def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(browser, pag
     assert ["", "", "12", "4", "2"] in rows(browser, "ladder")  # 3 left of the first, then 1
 
 
-def test_the_page_fits_a_phones_screen_and_loads_nothing_from_elsewhere(browser, page_server):
-    browser.get(f"{page_server.url}/market/PAGE")
+def test_the_page_fits_a_phones_screen_and_loads_nothing_from_elsewhere(browser, one_worker_server):
+    browser.get(f"{one_worker_server.url}/market/PAGE")
     WebDriverWait(browser, 5).until(lambda page: status(page) == "live")
     viewport, width = browser.execute_script(
         "return [window.innerWidth, document.documentElement.scrollWidth]"
     )
     assert viewport == PHONE[0] and width <= viewport
-    origin = page_server.url
+    origin = one_worker_server.url
     loaded = browser.execute_script(
         "return performance.getEntriesByType('resource').map(entry => entry.name)"
     )
@@ -167,5 +159,5 @@ def test_the_page_fits_a_phones_screen_and_loads_nothing_from_elsewhere(browser,
     assert not [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
 
-def test_a_page_of_an_unknown_symbol_is_a_404(page_server):
-    assert requests.get(f"{page_server.url}/market/NOPE", timeout=10).status_code == 404
+def test_a_page_of_an_unknown_symbol_is_a_404(one_worker_server):
+    assert requests.get(f"{one_worker_server.url}/market/NOPE", timeout=10).status_code == 404
