@@ -19,7 +19,7 @@ class Config:
     max_connections_per_client: int = 500
     read_concurrency: int = 2
     max_streams: int = 800
-    stream_poll_s: float = 0.2
+    stream_poll_s: float = 0.5
     stream_heartbeat_s: float = 15.0
     stream_buffer_bytes: int = 1 << 20
 

@@ -47,7 +47,7 @@ class TooManyStreams(Exception):
 
 @dataclass(frozen=True)
 class StreamSettings:
-    poll_s: float = 0.2  # between two polls
+    poll_s: float = 0.5  # between two polls
     heartbeat_s: float = 15.0  # the longest a stream stays silent
     buffer_bytes: int = 1 << 20  # what may wait for a stream's client before it is dropped
     max_streams: int = 800  # streams a worker holds at once
