@@ -20,13 +20,23 @@ Its settings are the LOAD_* rows of the configuration table in README.md.
 A failure is a reply that is not a `<results>` document, or holds an error
 other than "nothing left to cancel" (a cancel may find its order fully
 executed meanwhile: that is the workload, not a fault).
+
+Beside the traders, LOAD_READERS market-data clients poll books and tapes
+(`MarketDataUser`), and LOAD_STREAMS follow a traded symbol's stream
+(`MarketStreamUser`, SPEC §10), noting when each trade reaches them; with
+LOAD_STREAM_LOG they write those arrivals there at the end, for
+bench/streams.py to time against the trades' executions.
 """
 
+import contextlib
+import csv
 import itertools
 import os
 import random
+import re
 import socket
 import time
+from urllib.parse import urlsplit
 
 import gevent
 from locust import FastHttpUser, User, constant, events, task
@@ -45,6 +55,11 @@ READERS = int(os.environ.get("LOAD_READERS") or 0)
 READ_EVERY_S = 0.1  # a reader's pause between two polls, as a screen refreshing
 STATEMENT_EVERY = 20  # a trader's requests per statement read, when there are readers
 CLIENT_NUMBERS = itertools.count()
+STREAMS = int(os.environ.get("LOAD_STREAMS") or 0)
+STREAM_LOG = os.environ.get("LOAD_STREAM_LOG")
+STREAM_SOURCES = 16  # loopback addresses the streams come from, as from many machines
+TRADE_IDS = re.compile(rb"^event: trade\nid: (\d+)$", re.MULTILINE)
+ARRIVALS: list[tuple[float, list[bytes]]] = []  # (when, trade ids), as chunks arrive
 
 
 @events.test_start.add_listener
@@ -54,6 +69,20 @@ def _set_up(environment, **kwargs):
     warmup = float(os.environ.get("LOAD_WARMUP") or 0)
     if warmup > 0 and environment.runner is not None:
         gevent.spawn_later(warmup, environment.runner.stats.reset_all)
+
+
+@events.reset_stats.add_listener
+def _forget_arrivals(**kwargs):
+    ARRIVALS.clear()
+
+
+@events.test_stop.add_listener
+def _write_arrivals(environment, **kwargs):
+    if STREAM_LOG:
+        with open(STREAM_LOG, "w", newline="") as log:
+            rows = csv.writer(log)
+            rows.writerow(["trade_id", "arrived"])
+            rows.writerows((int(number), at) for at, numbers in ARRIVALS for number in numbers)
 
 
 class Trading:
@@ -114,6 +143,66 @@ class MarketDataUser(FastHttpUser):
     @task(1)
     def trades(self):
         _read(self.client, f"/symbols/{self.choose(SHAPE.traded_symbols())}/trades", "trades")
+
+
+class MarketStreamUser(User):
+    """A client following one traded symbol's stream (SPEC §10), its connection held open.
+
+    Its one request, `read: stream`, is timed to the first event; a stream
+    refused, or broken once open, counts as a failure of it, and is opened
+    again. The trades are not parsed: their ids are noted with the time their
+    chunk arrived.
+    """
+
+    fixed_count = STREAMS
+    wait_time = constant(0)
+
+    def on_start(self):
+        number = next(CLIENT_NUMBERS)
+        symbols = SHAPE.traded_symbols()
+        self.path = f"/symbols/{symbols[number % len(symbols)]}/stream"
+        host = urlsplit(self.host)
+        self.address = (host.hostname, host.port or 80)
+        loopback = host.hostname.startswith("127.")
+        self.source = (f"127.0.1.{number % STREAM_SOURCES + 1}", 0) if loopback else None
+
+    @task
+    def follow(self):
+        started = time.perf_counter()
+        try:
+            with self._connection() as connection:
+                first = connection.recv(65536)
+                if not first.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(first.split(b"\r\n", 1)[0].decode("latin-1"))
+                self._opened(started, len(first))
+                while chunk := connection.recv(65536):
+                    numbers = TRADE_IDS.findall(chunk)
+                    if numbers:
+                        ARRIVALS.append((time.time(), numbers))
+            raise ConnectionError("the service ended the stream")
+        except (OSError, RuntimeError) as error:
+            self._opened(started, 0, error)
+            time.sleep(1.0)
+
+    def _connection(self) -> contextlib.closing:
+        connection = socket.create_connection(
+            self.address, timeout=TIMEOUT_S * 6, source_address=self.source
+        )
+        connection.sendall(
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.address[0]}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        return contextlib.closing(connection)
+
+    def _opened(self, started: float, length: int, error: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type="GET",
+            name=READ + "stream",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=error,
+            context={},
+        )
 
 
 def _read(client, path: str, name: str) -> None:

@@ -42,6 +42,13 @@ RUN_FIELDS = [
     "idle_service_cpu_pct",
     "reads_per_s",
     "book_p99_ms",
+    "db_commits_per_s",
+    "market_polls_per_s",
+    "streams",
+    "stream_deliveries",
+    "stream_p50_s",
+    "stream_p99_s",
+    "stream_max_s",
 ]
 PGBENCH_FIELDS = ["round", "clients", "seconds", "tps", "latency_ms"]
 
@@ -242,6 +249,10 @@ class Results:
         def versus_base(point: str) -> float | None:
             return _ratio(self.median(point), self.median(base))
 
+        def peak_rss(point: str) -> float | None:
+            spread = self.spread(point, "service_rss_mb")
+            return spread.high if spread else None
+
         return [
             (Target("mixed over HTTP / pgbench", minimum=0.60, stretch=0.75),
              _ratio(self.median(base), ceiling.median if ceiling else None)),
@@ -268,7 +279,58 @@ class Results:
              _ratio(self.median("tcp-attacked", "p99_ms"), self.median("tcp", "p99_ms"))),
             (Target("service RSS under attack, MB", maximum=400),
              max(attacked_rss, default=None)),
+            (Target("orders with 1,000 streams / without", minimum=0.9),
+             versus_base("streams-1000")),
+            (Target("trade to stream p99 with 1,000 streams, s", maximum=1.0),
+             self.median("streams-1000", "stream_p99_s")),
+            (Target("database commits/s, 1,000 streams / 10 streams", maximum=1.05),
+             _ratio(self.median("streams-1000", "db_commits_per_s"),
+                    self.median("streams-10", "db_commits_per_s"))),
+            (Target("service RSS, 1,000 streams / without", maximum=2.0),
+             _ratio(peak_rss("streams-1000"), peak_rss(base))),
         ]  # fmt: skip
+
+    def streams_table(self) -> list[list[str]]:
+        """The base point and those with streams: how fast trades reached the streams, and
+        what the database did meanwhile. Empty when no point had streams."""
+        with_streams = [point for point in self.points() if self.median(point, "streams")]
+        if not with_streams:
+            return []
+        rows = [
+            [
+                "point",
+                "streams",
+                "req/s",
+                "trade to stream p50 s",
+                "p99 s",
+                "max s",
+                "DB commits/s",
+                "market polls/s",
+                "service RSS MB",
+                "load gen CPU %",
+            ]
+        ]
+        for point in [self.meta["base_point"], *with_streams]:
+            if point not in self.points():
+                continue
+            figures = [
+                ("streams", ".0f"),
+                ("requests_per_s", ".0f"),
+                ("stream_p50_s", ".3f"),
+                ("stream_p99_s", ".3f"),
+                ("stream_max_s", ".3f"),
+                ("db_commits_per_s", ".0f"),
+                ("market_polls_per_s", ".1f"),
+            ]
+            rows.append(
+                [point]
+                + [_number(self.median(point, field), spec) for field, spec in figures]
+                + [
+                    f"{self.spread(point, 'service_rss_mb').high:.0f}",
+                    f"{self.median(point, 'loadgen_cpu_pct'):.0f}",
+                ]
+            )
+        return rows
 
     def targets_table(self) -> list[list[str]]:
         rows = [["target", "measured", "bound", "verdict"]]

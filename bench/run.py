@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
-from bench import figures, workload
+from bench import figures, streams, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.service import Service, machine_busy_s, usage
 from bench.workload import READ, Shape, http_poster, set_up
@@ -66,6 +66,7 @@ SAMPLE_EVERY_S = 1.0
 IDLE_CPU_WARNING_PCT = 1.0
 ATTACKERS = 500
 READERS = 8
+STREAMS = (10, 1000)  # clients following streams, beside the traders
 BOOK_100K = Shape(symbols=1, resting=100_000)  # the one symbol traded, and its deep book
 ATTACK_SOURCE = "127.0.0.2"  # another address than the load's, as another machine's would be
 ATTACK_RAMP_S = 2.0  # the slow connections open before the load starts
@@ -86,6 +87,7 @@ class Point:
     baseline: bool = False  # measured on the baseline revision's service
     attackers: int = 0  # slow connections held against the HTTP port meanwhile
     readers: int = 0  # market-data clients polling beside the `clients` trading
+    streams: int = 0  # clients following a traded symbol's stream meanwhile
 
     @property
     def service_state(self) -> tuple[int, int]:
@@ -167,6 +169,12 @@ def plan(
             shape=BOOK_100K,
             readers=READERS,
         ),
+        **{
+            f"streams-{count}": replace(
+                base, label=f"the same, and {count:,} clients following streams", streams=count
+            )
+            for count in STREAMS
+        },
         "http-attacked": replace(
             base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
         ),
@@ -420,6 +428,7 @@ class Bench:
         command, environment = locust_command(
             point, service, prefix, self.settings.warmup, length, seed=round_number
         )
+        commits_before, polls_before = self._commits(service), service.market_polls()
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
@@ -451,7 +460,10 @@ class Bench:
             busy = machine_busy_s() - busy_before
         # The load generator's CPU: locust's, and the attack's (counted once it has exited).
         loadgen_cpu = (_children_cpu_s() - children_before) / (time.monotonic() - loading_since)
+        commits = self._commits(service) - commits_before
+        polls = service.market_polls() - polls_before
         stats = aggregated(Path(f"{prefix}_stats.csv"))
+        reached = streams.delays(Path(f"{prefix}_arrivals.csv"), self._query(service))
         return {
             "point": name,
             "round": round_number,
@@ -470,7 +482,23 @@ class Bench:
             "idle_service_cpu_pct": round(100 * idle_cpu / wall, 2),
             "reads_per_s": stats["reads_per_s"],
             "book_p99_ms": stats["book_p99_ms"],
+            "db_commits_per_s": round(commits / wall, 1),
+            "market_polls_per_s": round(polls / wall, 2),
+            "streams": point.streams,
+            "stream_deliveries": reached.deliveries if reached else 0,
+            "stream_p50_s": round(reached.p50_s, 4) if reached else 0.0,
+            "stream_p99_s": round(reached.p99_s, 4) if reached else 0.0,
+            "stream_max_s": round(reached.max_s, 4) if reached else 0.0,
         }
+
+    def _query(self, service: Service):
+        """`query(sql)`: psql's unaligned answer from the service's database."""
+        return lambda sql: self._client("psql", "-Atc", sql, service.database)
+
+    def _commits(self, service: Service) -> int:
+        """Transactions the service's database has committed so far: every statement
+        the exchange sends on its own, and every transaction, counts one."""
+        return int(self._query(service)(streams.COMMITS))
 
     @contextlib.contextmanager
     def _attack(self, point: Point, service: Service, prefix: Path):
@@ -619,6 +647,9 @@ def locust_command(
     users = ["LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"]
     if point.readers:
         users.append("MarketDataUser")
+    if point.streams:
+        users.append("MarketStreamUser")
+    everyone = str(point.clients + point.readers + point.streams)
     command = [
         sys.executable,
         "-m",
@@ -632,9 +663,9 @@ def locust_command(
         "--exit-code-on-error",
         "0",
         "-u",
-        str(point.clients + point.readers),
+        everyone,
         "-r",
-        str(point.clients + point.readers),
+        everyone,
         "-t",
         f"{length:g}s",
         "--host",
@@ -651,6 +682,8 @@ def locust_command(
         LOAD_TCP=f"127.0.0.1:{service.tcp_port}",
         LOAD_SEED=str(seed),
         LOAD_READERS=str(point.readers),
+        LOAD_STREAMS=str(point.streams),
+        LOAD_STREAM_LOG=f"{prefix}_arrivals.csv",
     )
     return command, environment
 
@@ -737,6 +770,8 @@ def main() -> int:
     comparison = results.comparison()
     if comparison:
         say(f"{results.comparison_caption()}\n\n{figures.render_text(comparison)}\n")
+    if results.streams_table():
+        say(f"{figures.render_text(results.streams_table())}\n")
     say(figures.render_text(results.targets_table()))
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0

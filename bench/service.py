@@ -8,6 +8,7 @@ checkout, see bench/baseline.py), with our interpreter.
 """
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -130,6 +131,13 @@ class Service:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} was not ready within {READY_TIMEOUT_S} s; see {self._log}")
+
+    def market_polls(self) -> float:
+        """The polls its market feeds have made so far (app/market/feed.py), from /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        found = re.search(r"^exchange_market_poll_duration_seconds_count (\S+)$", scraped, re.M)
+        return float(found[1]) if found else 0.0
 
     def _healthy(self) -> bool:
         try:
