@@ -45,14 +45,13 @@ class Asset:
 class MarketPage:
     def __init__(self, exchange: Exchange):
         self._exchange = exchange
-        self._index = Asset(PAGES / "index.html")
-        self._symbol = Asset(PAGES / "symbol.html")
+        self._page = Asset(PAGES / "market.html")  # both views; its script shows the one asked
         self.assets = {name: Asset(PAGES / name) for name in ("market.css", "market.js")}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._index.on_get(req, resp)
+        self._page.on_get(req, resp)
 
     def on_get_symbol(self, req: falcon.Request, resp: falcon.Response, sym: str) -> None:
         if not self._exchange.symbol_exists(symbol(sym, "symbol")):
             raise Rejected(Reason.NO_SUCH_SYMBOL)
-        self._symbol.on_get(req, resp)
+        self._page.on_get(req, resp)

@@ -9,11 +9,10 @@ import sys
 import threading
 import time
 
-import requests
-
 from app.client.cli import main
 from app.client.reads import CLEAR_SCREEN
 from app.local.cluster import PROJECT
+from tests.web.servers import post_while_restarting
 
 OPEN = (
     '<create><account id="1" balance="1000000"/><account id="2" balance="0"/>'
@@ -21,23 +20,13 @@ OPEN = (
 )
 
 
-def post(url: str, document: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:  # the service may be starting a new worker
-        try:
-            reply = requests.post(url, data=document.encode(), timeout=10)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "the service did not come back"
-            time.sleep(0.1)
-    assert reply.status_code == 200 and b"<error" not in reply.content, reply.content
-
-
 def trade(url: str, price: str) -> None:
-    post(
+    post_while_restarting(
         url, f'<transactions id="2"><order sym="LIVE" amount="-1" limit="{price}"/></transactions>'
     )
-    post(url, f'<transactions id="1"><order sym="LIVE" amount="1" limit="{price}"/></transactions>')
+    post_while_restarting(
+        url, f'<transactions id="1"><order sym="LIVE" amount="1" limit="{price}"/></transactions>'
+    )
 
 
 class Client:
@@ -82,7 +71,7 @@ def test_trades_follow_prints_the_last_trades_then_each_new_one_and_resumes_afte
     one_worker_server, engine
 ):
     url = one_worker_server.url
-    post(url, OPEN)
+    post_while_restarting(url, OPEN)
     for price in ("10", "11", "12"):
         trade(url, price)
     following = Client("trades", "LIVE", "--follow", "--limit", "2", "--http", url)
@@ -102,10 +91,12 @@ def test_trades_follow_prints_the_last_trades_then_each_new_one_and_resumes_afte
 
 
 def test_book_watch_redraws_when_the_book_changes(server, engine):
-    post(server, OPEN)
+    post_while_restarting(server, OPEN)
     watching = Client("book", "LIVE", "--watch", "--http", server)
     watching.wait_for(lambda lines: "LIVE: no open orders" in lines)
-    post(server, '<transactions id="1"><order sym="LIVE" amount="3" limit="9.5"/></transactions>')
+    post_while_restarting(
+        server, '<transactions id="1"><order sym="LIVE" amount="3" limit="9.5"/></transactions>'
+    )
     lines = watching.wait_for(lambda lines: "bid     9.5       3       1" in lines, timeout=2)
     watching.interrupt()
     assert any(

@@ -16,6 +16,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.web.servers import post_while_restarting
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHONE = (390, 844)  # CSS pixels of a common phone, upright
@@ -53,21 +55,8 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
-def post(url: str, document: str) -> None:
-    """Send the document, waiting out a service that is restarting its worker."""
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            reply = requests.post(url, data=document.encode(), timeout=10)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline, "the service did not come back"
-            time.sleep(0.1)
-    assert reply.status_code == 200 and b"<error" not in reply.content, reply.content
-
-
 def order(url: str, account: str, amount: int, price: str) -> None:
-    post(
+    post_while_restarting(
         url,
         f'<transactions id="{account}"><order sym="PAGE" amount="{amount}" limit="{price}"/>'
         "</transactions>",
@@ -96,7 +85,7 @@ def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(
     browser, one_worker_server, engine
 ):
     url = one_worker_server.url
-    post(
+    post_while_restarting(
         url,
         '<create><account id="1" balance="1000000"/><account id="2" balance="0"/>'
         '<symbol sym="PAGE"><account id="2">1000</account></symbol></create>',

@@ -81,10 +81,9 @@ function setStatus(state) {
   status.textContent = state;
 }
 
-async function followSymbol() {
-  const symbol = decodeURIComponent(location.pathname.split("/").pop());
+async function followSymbol(symbol) {
   const path = `/symbols/${encodeURIComponent(symbol)}`;
-  document.getElementById("symbol").textContent = symbol;
+  document.getElementById("title").textContent = symbol;
   document.title = `${symbol} · Market`;
   try {
     const response = await fetch(`${path}/trades?limit=${TAPE_LENGTH}`,
@@ -109,5 +108,13 @@ async function followSymbol() {
   open();
 }
 
-if (document.getElementById("index")) showSymbols();
-else followSymbol();
+// One page for both: /market lists the symbols, /market/SYM follows one.
+const [, symbol] = location.pathname.match(/^\/market\/?(.*)$/);
+if (symbol) {
+  for (const id of ["market", "status"]) document.getElementById(id).hidden = false;
+  document.querySelector(".back").hidden = false;
+  followSymbol(decodeURIComponent(symbol));
+} else {
+  document.getElementById("index").hidden = false;
+  showSymbols();
+}
