@@ -58,6 +58,7 @@ CLIENT_NUMBERS = itertools.count()
 STREAMS = int(os.environ.get("LOAD_STREAMS") or 0)
 STREAM_LOG = os.environ.get("LOAD_STREAM_LOG")
 STREAM_SOURCES = 16  # loopback addresses the streams come from, as from many machines
+STREAM_RAMP_S = 2.0  # the streams open over this long, not all in the same instant
 TRADE_IDS = re.compile(rb"^event: trade\nid: (\d+)$", re.MULTILINE)
 ARRIVALS: list[tuple[float, list[bytes]]] = []  # (when, trade ids), as chunks arrive
 
@@ -165,6 +166,7 @@ class MarketStreamUser(User):
         self.address = (host.hostname, host.port or 80)
         loopback = host.hostname.startswith("127.")
         self.source = (f"127.0.1.{number % STREAM_SOURCES + 1}", 0) if loopback else None
+        gevent.sleep(random.uniform(0, STREAM_RAMP_S))
 
     @task
     def follow(self):

@@ -67,6 +67,7 @@ IDLE_CPU_WARNING_PCT = 1.0
 ATTACKERS = 500
 READERS = 8
 STREAMS = (10, 1000)  # clients following streams, beside the traders
+STREAMS_WARMUP_S = 6.0  # the least warm-up of a point with streams: they open meanwhile
 BOOK_100K = Shape(symbols=1, resting=100_000)  # the one symbol traded, and its deep book
 ATTACK_SOURCE = "127.0.0.2"  # another address than the load's, as another machine's would be
 ATTACK_RAMP_S = 2.0  # the slow connections open before the load starts
@@ -423,10 +424,11 @@ class Bench:
     def _measure(self, round_number: int, name: str, point: Point) -> dict:
         prefix = self.directory / "locust" / f"{name}-{round_number}"
         prefix.parent.mkdir(exist_ok=True)
-        length = self.settings.warmup + self.settings.seconds
+        warmup = max(self.settings.warmup, STREAMS_WARMUP_S if point.streams else 0)
+        length = warmup + self.settings.seconds
         service = self._service_of(point)
         command, environment = locust_command(
-            point, service, prefix, self.settings.warmup, length, seed=round_number
+            point, service, prefix, warmup, length, seed=round_number
         )
         commits_before, polls_before = self._commits(service), service.market_polls()
         server_pids = service.service_pids() + service.database_pids()
