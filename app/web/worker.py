@@ -177,9 +177,10 @@ class ExchangeWorker(GeventWorker):
 
         GET requests (the read-only resources, health, metrics) have slots of
         their own: they take no locks and one statement, and would otherwise
-        queue behind the orders. The metrics are imported here, after the fork
-        and once the worker handles signals: prometheus_client gives each
-        process files of its own.
+        queue behind the orders. A stream leaves its slot once subscribed and
+        is written as it goes, on a connection held open. The metrics are
+        imported here, after the fork and once the worker handles signals:
+        prometheus_client gives each process files of its own.
         """
         from app.web import metrics
         from app.web.stream import EventStream

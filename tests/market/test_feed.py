@@ -84,8 +84,8 @@ def test_the_database_sees_one_poll_per_interval_however_many_streams_there_are(
 
     one, many = polls_while(1), polls_while(40)
     assert 5 <= one <= 12 and 5 <= many <= 12
-    assert all(statement.startswith("EXECUTE poll_market") for statement in sent)
-    assert meter.polls <= len(sent) <= meter.polls + 1  # one may be on its way
+    polls_sent = [statement for statement in sent if "poll_market" in statement]
+    assert meter.polls <= len(polls_sent) <= meter.polls + 1  # one may be on its way
 
 
 def test_a_stream_on_a_symbol_already_followed_starts_without_a_poll(feed, traders, meter):
