@@ -8,6 +8,7 @@ checkout, see bench/baseline.py), with our interpreter.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -146,6 +147,13 @@ class Service:
     def _all_running(self) -> bool:
         """gunicorn's master, every worker, and the shim."""
         return len(self.service_pids()) > self.workers + 1
+
+    def market_polls(self) -> float:
+        """The polls its market feeds have made so far (app/market/feed.py), from /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            scraped = response.read().decode()
+        found = re.search(r"^exchange_market_poll_duration_seconds_count (\S+)$", scraped, re.M)
+        return float(found[1]) if found else 0.0
 
     def _healthy(self) -> bool:
         try:

@@ -77,6 +77,7 @@ from app.exchange.commands import (
     ListOrders,
     MintShares,
     PlaceOrder,
+    PollMarket,
     QueryOrder,
     ShowAccount,
     ShowBook,
@@ -90,11 +91,16 @@ from app.exchange.results import (
     Cancellation,
     Fill,
     Holding,
+    MarketChanges,
+    NumberedTrade,
     Opened,
     OpenOrder,
     OpenOrders,
     OrderView,
     PriceLevel,
+    Quote,
+    Quotes,
+    SymbolChanges,
     Trade,
     Trades,
 )
@@ -115,7 +121,7 @@ RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
 LOST_CLAIM = {"idempotent_children_pkey", "child_of_the_claiming_attempt"}
 
 LONGER_PAGE = 8  # how much longer the book page gets each time an order outruns it
-KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
+KNOWN_LIMIT = 100_000  # account ids, and symbols, remembered per process (see `_exists`)
 
 
 class _LostBeforeCommit(Exception):
@@ -215,6 +221,7 @@ class Exchange:
         self._max_open_orders = max_open_orders
         self.retries = 0
         self._known_accounts: set[str] = set()
+        self._known_symbols: set[str] = set()
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
             stop=tenacity.stop_after_attempt(max_attempts),
@@ -270,19 +277,30 @@ class Exchange:
     # -- accounts and symbols -------------------------------------------------
 
     def account_exists(self, account_id: str) -> bool:
-        """Whether the account exists; remembered once seen, since accounts are never deleted.
+        """Whether the account exists (see `_exists`).
 
         Every `<transactions>` request asks this first, so remembering saves a
         round trip per request. The transactions that move money lock the
         account row anyway and reject an account that is not there.
         """
-        if account_id in self._known_accounts:
+        return self._exists(
+            self._known_accounts, sql.ACCOUNT_EXISTS, account_id, account_id=account_id
+        )
+
+    def symbol_exists(self, symbol: str) -> bool:
+        """Whether the symbol exists (see `_exists`); every stream that opens asks it."""
+        return self._exists(self._known_symbols, sql.SYMBOL_EXISTS, symbol, symbol=symbol)
+
+    def _exists(self, known: set[str], statement: Statement, key: str, **parameters) -> bool:
+        """Whether `statement` finds a row; remembered once found, since neither accounts
+        nor symbols are ever deleted."""
+        if key in known:
             return True
-        if not self._read("account_exists", sql.ACCOUNT_EXISTS, account_id=account_id):
+        if not self._read(statement.name, statement, **parameters):
             return False
-        if len(self._known_accounts) >= KNOWN_ACCOUNTS_LIMIT:
-            self._known_accounts.clear()
-        self._known_accounts.add(account_id)
+        if len(known) >= KNOWN_LIMIT:
+            known.clear()
+        known.add(key)
         return True
 
     @_transaction
@@ -569,6 +587,51 @@ class Exchange:
             self._read("purge_requests", sql.PURGE_REQUESTS, keep_seconds=keep_seconds, batch=batch)
         )
 
+    # -- live market data (SPEC §10) ---------------------------------------------
+
+    def quotes(self) -> Quotes:
+        """Every symbol with its last trade; one statement, no locks."""
+        rows = self._read("symbols", sql.SYMBOLS)
+        return Quotes(
+            tuple(
+                Quote(
+                    row.symbol,
+                    row.price,
+                    None if row.executed_at is None else _epoch_seconds(row.executed_at),
+                )
+                for row in rows
+            )
+        )
+
+    def poll_market(self, poll: PollMarket) -> MarketChanges:
+        """What changed on every watched symbol, in one statement: one snapshot, no locks,
+        one round trip however many streams follow the symbols."""
+        watched, resumed = poll.watched, poll.resumed
+        rows = self._read(
+            "poll_market",
+            sql.POLL_MARKET,
+            watched_symbol=[symbol.symbol for symbol in watched],
+            watched_depth=[symbol.depth for symbol in watched],
+            watched_after=[symbol.after for symbol in watched],
+            page=sql.MARKET_PAGE,
+            resumed_symbol=[symbol for symbol, _ in resumed],
+            resumed_after=[after for _, after in resumed],
+        )
+        parts: dict[tuple[str, str, int | None], list[tuple]] = {}
+        for row in rows:  # `after` is null but in the resumed part
+            parts.setdefault((row.part, row.symbol, row.after), []).append(row)
+        symbols = {}
+        for part, symbol, _ in list(parts):
+            if part == "head":
+                levels = parts.get(("level", symbol, None), [])
+                symbols[symbol] = SymbolChanges(
+                    Book(symbol, _levels(levels, is_bid=True), _levels(levels, is_bid=False)),
+                    parts[part, symbol, None][0].id or 0,
+                    _numbered(parts.get(("trade", symbol, None), [])),
+                )
+        missed = {pair: _numbered(parts.get(("resumed", *pair), [])) for pair in resumed}
+        return MarketChanges(symbols, missed)
+
 
 # -- the steps transactions are made of -------------------------------------
 
@@ -626,4 +689,11 @@ def _fills(rows: list[tuple]) -> tuple[Fill, ...]:
         Fill(row.shares, row.price, _epoch_seconds(row.executed_at))
         for row in rows
         if row.shares is not None
+    )
+
+
+def _numbered(rows: list[tuple]) -> tuple[NumberedTrade, ...]:
+    return tuple(
+        NumberedTrade(row.id, Trade(row.shares, row.price, _epoch_seconds(row.executed_at)))
+        for row in rows
     )

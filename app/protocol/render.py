@@ -21,9 +21,11 @@ from app.exchange.results import (
     OpenOrders,
     OrderView,
     PriceLevel,
+    Quotes,
     Report,
     Result,
     Status,
+    Trade,
     Trades,
 )
 from app.protocol.numbers import format_decimal
@@ -68,7 +70,7 @@ def render_json(report: Report | Failed) -> bytes:
     return json.dumps({**fields, **lists}).encode()
 
 
-Fields = dict[str, str | int | bool]
+Fields = dict[str, str | int | bool | None]
 
 
 def _report_fields(report: Report) -> tuple[str, Fields, dict[str, list[Fields]]]:
@@ -106,16 +108,28 @@ def _report_fields(report: Report) -> tuple[str, Fields, dict[str, list[Fields]]
             sides = {"bid": _levels(report.bids), "ask": _levels(report.asks)}
             return "book", {"sym": report.symbol}, sides
         case Trades():
-            trades = [
-                {
-                    "shares": format_decimal(trade.shares),
-                    "price": format_decimal(trade.price),
-                    "time": trade.time,
-                }
-                for trade in report.trades
-            ]
+            trades = [trade_fields(trade) for trade in report.trades]
             return "trades", {"sym": report.symbol}, {"trade": trades}
+        case Quotes():
+            quotes = [
+                {
+                    "sym": quote.symbol,
+                    "price": None if quote.price is None else format_decimal(quote.price),
+                    "time": quote.time,
+                }
+                for quote in report.quotes
+            ]
+            return "symbols", {}, {"symbol": quotes}
     raise TypeError(f"cannot render {report!r}")
+
+
+def trade_fields(trade: Trade) -> Fields:
+    """A trade's fields, as the tape shows them and as a stream's trade event carries them."""
+    return {
+        "shares": format_decimal(trade.shares),
+        "price": format_decimal(trade.price),
+        "time": trade.time,
+    }
 
 
 def _levels(levels: tuple[PriceLevel, ...]) -> list[Fields]:
@@ -140,11 +154,12 @@ def _report_element(report: Report) -> etree._Element:
 
 
 def _set(element: etree._Element, fields: Fields) -> None:
-    """Attributes in order; a flag is written `"true"` when set and left out when not."""
+    """Attributes in order; a flag is written `"true"` when set and left out when not, and
+    a field without a value (None, `null` in JSON) is left out."""
     for name, value in fields.items():
         if value is True:
             element.set(name, "true")
-        elif value is not False:
+        elif value is not False and value is not None:
             element.set(name, _safe(str(value)))
 
 

@@ -53,11 +53,12 @@ class Statement:
         numbered = inlined.compile(dialect=_NUMBERED)
         parameters = list(numbered.positiontup)
         types = ", ".join(_type_of(numbered.binds[parameter]) for parameter in parameters)
+        values = ", ".join(f"%({parameter})s" for parameter in parameters)
         self.name = name
         self.sql = str(inlined.compile(dialect=_DIALECT))  # what a reader or EXPLAIN wants
-        arguments = ", ".join(f"%({p})s" for p in parameters)
-        self.definition = f"PREPARE {name}{f' ({types})' if types else ''} AS {numbered}"
-        self.call = f"EXECUTE {name}{f'({arguments})' if arguments else ''}"
+        # PostgreSQL wants no parentheses at all for a statement without parameters.
+        self.definition = f"PREPARE {name}{f' ({types})' if parameters else ''} AS {numbered}"
+        self.call = f"EXECUTE {name}{f'({values})' if parameters else ''}"
 
     def __repr__(self) -> str:
         return f"Statement({self.name!r}, {self.sql!r})"

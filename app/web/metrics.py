@@ -29,6 +29,7 @@ from sqlalchemy import Engine, event
 
 from app.exchange.results import Opened, Result
 from app.exchange.transactions import Exchange
+from app.market.feed import Meter
 
 REQUESTS = Counter(
     "exchange_requests",
@@ -93,6 +94,26 @@ RATE_LIMITED = Counter(
     "Requests refused with 429: their key sent more than EXCHANGE_RATE_LIMIT allows.",
 )
 
+STREAMS = Gauge(
+    "exchange_streams",
+    "Market-data streams open (GET /symbols/SYM/stream), over all live workers.",
+    multiprocess_mode="livesum",
+)
+STREAMS_REFUSED = Counter(
+    "exchange_streams_refused",
+    "Streams refused with 503: their worker held EXCHANGE_MAX_STREAMS already.",
+)
+STREAMS_DROPPED = Counter(
+    "exchange_streams_dropped",
+    "Streams dropped because their client did not read: more than "
+    "EXCHANGE_STREAM_BUFFER_BYTES waited for it.",
+)
+MARKET_POLLS = Histogram(
+    "exchange_market_poll_duration_seconds",
+    "The market feeds' polls of the database: one statement per worker and interval, "
+    "however many streams there are.",
+)
+
 EXECUTIONS = Counter(
     "exchange_executions",
     "Executions: an incoming order matched with a resting one, at the resting order's limit.",
@@ -131,6 +152,16 @@ def watch_pool(engine: Engine, size: int) -> None:
     POOL_SIZE.set(size)
     event.listen(engine, "checkout", lambda *args: CONNECTIONS_CHECKED_OUT.inc())
     event.listen(engine, "checkin", lambda *args: CONNECTIONS_CHECKED_OUT.dec())
+
+
+class FeedMeter(Meter):
+    """The market feed's polls and drops, counted."""
+
+    def polled(self, seconds: float) -> None:
+        MARKET_POLLS.observe(seconds)
+
+    def dropped(self) -> None:
+        STREAMS_DROPPED.inc()
 
 
 class MetricsResource:

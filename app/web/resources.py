@@ -95,6 +95,20 @@ class ReportResource:
         resp.media = report
 
 
+class QuotesResource:
+    """`GET /symbols`: every symbol with its last trade's price and time (SPEC §10), XML or JSON."""
+
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.kind = "symbols"
+        resp.content_type = negotiated(req)
+        report = self._exchange.quotes()
+        req.context.replies = [((), report)]
+        resp.media = report
+
+
 class LivenessResource:
     """`GET /livez`: 200 while the process serves requests; it asks the database nothing."""
 

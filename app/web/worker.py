@@ -18,7 +18,14 @@ a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
   from one address, a new connection is answered 503 and closed. Both caps
   are per worker process;
 - a request gunicorn cannot parse gets the XML error document, like every
-  other reply, instead of gunicorn's HTML page.
+  other reply, instead of gunicorn's HTML page;
+- a market-data stream (app/web/stream.py) is a connection held open: it
+  counts against the connection caps like any other, leaves its request slot
+  once subscribed, is written as its events come rather than gathered, and
+  closes its connection when it ends, or its client does; at shutdown every
+  stream ends at once. Its kernel send buffer is as small as its own buffer
+  of events (EXCHANGE_STREAM_BUFFER_BYTES), not autotuned up to megabytes:
+  a client that stops reading holds little memory, and is dropped soon.
 
 Each cut-off is counted in the metrics and logged as a warning naming the
 client, at most once per address every 10 seconds (app/ratelimit.py)."""
@@ -29,9 +36,11 @@ import io
 import logging
 import socket
 import time
+import weakref
 from collections import Counter
 from http import HTTPStatus
 
+import gevent
 import gunicorn.util
 from gevent.lock import BoundedSemaphore
 from gunicorn.http.body import ChunkedReader, LengthReader
@@ -74,6 +83,7 @@ class ClientSocket:
         self._worker = worker
         self._deadline: float | None = None  # while a request is arriving
         self._ended = False  # by end_idle_wait
+        self.held_open = False  # by a stream: the connection closes when it ends
 
     def recv(self, size: int) -> bytes:
         if self._deadline is not None:
@@ -118,6 +128,11 @@ class ClientSocket:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RD)
 
+    def hang_up(self) -> None:
+        """Close the connection at once: a write the client does not take fails now."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
     def _until(self, deadline: float, operation, argument):
         seconds = deadline - time.monotonic()
         if seconds <= 0:
@@ -147,10 +162,12 @@ class ExchangeWorker(GeventWorker):
         self._max_connections = config.max_connections
         self._max_per_client = config.max_connections_per_client
         self._max_body_bytes = config.max_body_bytes
+        self._stream_buffer_bytes = config.stream_buffer_bytes
         self._slots = BoundedSemaphore(self.cfg.threads)
         self._read_slots = BoundedSemaphore(config.read_concurrency)
         self._open: Counter[str] = Counter()
         self.idle: set[ClientSocket] = set()  # waiting for their next request
+        self.streams: weakref.WeakSet = weakref.WeakSet()  # held open, to end at shutdown
         self._warnings = RateLimitedWarnings(log)
         gunicorn.util.write_error = _write_error
         super().init_process()
@@ -160,11 +177,13 @@ class ExchangeWorker(GeventWorker):
 
         GET requests (the read-only resources, health, metrics) have slots of
         their own: they take no locks and one statement, and would otherwise
-        queue behind the orders. The metrics are imported here, after the fork
-        and once the worker handles signals: prometheus_client gives each
-        process files of its own.
+        queue behind the orders. A stream leaves its slot once subscribed and
+        is written as it goes, on a connection held open. The metrics are
+        imported here, after the fork and once the worker handles signals:
+        prometheus_client gives each process files of its own.
         """
         from app.web import metrics
+        from app.web.stream import EventStream
 
         self.metrics = metrics
         super().load_wsgi()
@@ -173,7 +192,16 @@ class ExchangeWorker(GeventWorker):
         def in_turn(environ, start_response):
             slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
             with slots:
-                return list(application(environ, start_response))
+                body = application(environ, start_response)
+                if not isinstance(body, EventStream):
+                    return list(body)
+            connection = environ["gunicorn.socket"]
+            connection.held_open = True
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._stream_buffer_bytes)
+            body.hold(connection.hang_up)
+            gevent.spawn(_end_when_client_leaves, connection.raw, body)
+            self.streams.add(body)
+            return body
 
         self.wsgi = in_turn
 
@@ -182,10 +210,13 @@ class ExchangeWorker(GeventWorker):
         return contextlib.nullcontext()
 
     def handle_exit(self, sig, frame) -> None:
-        """On SIGTERM, connections waiting for a next request close at once, not when idle long."""
+        """On SIGTERM, connections waiting for a next request close at once, not when idle long,
+        and streams end (their clients reconnect to another worker)."""
         super().handle_exit(sig, frame)
         for waiting in list(self.idle):
             waiting.end_idle_wait()
+        for stream in list(self.streams):
+            stream.end("shutdown")
 
     def handle(self, listener, client, addr) -> None:
         host = client_host(addr)
@@ -213,7 +244,7 @@ class ExchangeWorker(GeventWorker):
         """Read the body within the request's deadline; the application then reads memory."""
         self._read_body(req)
         sock.arrived()
-        return super().handle_request(listener_name, req, sock, addr)
+        return super().handle_request(listener_name, req, sock, addr) and not sock.held_open
 
     def handle_error(self, req, client, addr, exc) -> None:
         if isinstance(exc, RequestTimeout):
@@ -268,6 +299,15 @@ class ExchangeWorker(GeventWorker):
         if len(body) > self._max_body_bytes:
             req.must_close = True
         req.body = io.BytesIO(body)
+
+
+def _end_when_client_leaves(sock: socket.socket, stream) -> None:
+    """A stream's client sends nothing more: once it closes its end, the stream ends at once,
+    not at its next write (which the kernel may still accept)."""
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass
+    stream.end("left")
 
 
 def _write_error(sock, status: int, reason: str, message: str) -> None:

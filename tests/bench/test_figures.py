@@ -146,6 +146,49 @@ def test_readers_targets_compare_order_throughput_and_give_the_book_p99(tmp_path
     assert targets["book depth p99 with 8 readers, 100k resting, ms"] == ["12.00", "<= 20", "met"]
 
 
+def test_streams_targets_compare_with_the_same_run_without_streams(tmp_path):
+    results = _results(
+        tmp_path,
+        [
+            _row("http", 1, 1000, service_rss_mb=250, db_commits_per_s=900),
+            _row(
+                "streams-10",
+                1,
+                990,
+                streams=10,
+                db_commits_per_s=890,
+                market_polls_per_s=3.9,
+                stream_p99_s=0.4,
+            ),
+            _row(
+                "streams-1000",
+                1,
+                920,
+                streams=1000,
+                service_rss_mb=300,
+                db_commits_per_s=850,
+                market_polls_per_s=4,
+                stream_p50_s=0.3,
+                stream_p99_s=0.6,
+                stream_max_s=0.9,
+            ),
+        ],
+    )
+    targets = _targets(results)
+    assert targets["orders with 1,000 streams / without"] == ["0.92", ">= 0.9", "met"]
+    assert targets["trade to stream p99 with 1,000 streams, s"] == ["0.60", "<= 1", "met"]
+    polls = "market polls of the database/s, 1,000 streams / 10 streams"
+    assert targets[polls] == ["1.03", "<= 1.05", "met"]
+    assert targets["service RSS, 1,000 streams / without"] == ["1.20", "<= 2", "met"]
+    table = results.streams_table()
+    assert [row[0] for row in table] == ["point", "http", "streams-10", "streams-1000"]
+    assert table[3][1:8] == ["1000", "920", "0.300", "0.600", "0.900", "850", "4.0"]
+
+
+def test_no_streams_table_without_streams(tmp_path):
+    assert _results(tmp_path, [_row("http", 1, 1000)]).streams_table() == []
+
+
 @pytest.mark.parametrize(
     "target, value, verdict",
     [

@@ -91,3 +91,17 @@ def error_reply(reply: bytes) -> tuple[int, str]:
     root = etree.fromstring(body)
     assert root.tag == "results" and root[0].tag == "error", reply
     return int(head.split()[1]), root[0].text
+
+
+def post_while_restarting(url: str, document: str, timeout: float = 10.0) -> None:
+    """POST a document that must be answered without an error, waiting out a service that
+    is starting a new worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = requests.post(url, data=document.encode(), timeout=timeout)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "the service did not come back"
+            time.sleep(0.1)
+    assert reply.status_code == 200 and b"<error" not in reply.content, reply.content
