@@ -47,5 +47,10 @@ def delays(arrivals_csv: Path, query: Callable[[str], str]) -> Delays | None:
     waited = sorted(at - executed[number] for number, at in arrivals if number in executed)
     if not waited:
         return None
-    p99 = statistics.quantiles(waited, n=100)[98] if len(waited) > 1 else waited[0]
+    # Inclusive: a percentile between two of the delays measured, never beyond the longest.
+    p99 = (
+        statistics.quantiles(waited, n=100, method="inclusive")[98]
+        if len(waited) > 1
+        else waited[0]
+    )
     return Delays(len(waited), statistics.median(waited), p99, waited[-1])
