@@ -1,11 +1,15 @@
 """Prometheus metrics: counted in every gunicorn worker, summed at GET /metrics."""
 
+import pytest
 import requests
 from lxml import etree
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from app.exchange.transactions import Exchange
+from app.local import cluster
 from app.storage.engine import database_engine
 from app.web import metrics
 
@@ -93,3 +97,27 @@ def test_checked_out_connections_are_followed(database_url):
         assert checked_out() == idle
     finally:
         engine.dispose()
+
+
+def test_connections_that_never_came_are_not_counted_back(database_url):
+    """With the database gone, each failed reconnect of a pooled connection reports a return
+    of a connection that was never handed out: the gauge went one lower for each."""
+
+    def checked_out():
+        return REGISTRY.get_sample_value("exchange_db_connections_checked_out")
+
+    url = make_url(database_url).set(database="exchange_gone").render_as_string(False)
+    cluster.create_database(url)
+    engine = database_engine(url, pool_size=1)
+    metrics.watch_pool(engine, 1)
+    try:
+        with engine.connect():  # the pool now holds a connection
+            pass
+        cluster.drop_database(url)  # which the server ends; new ones are refused
+        before = checked_out()
+        for _ in range(3):
+            with pytest.raises(DBAPIError), engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    assert checked_out() == before
