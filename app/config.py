@@ -18,6 +18,7 @@ class Config:
     max_connections: int = 1000
     max_connections_per_client: int = 500
     read_concurrency: int = 2
+    deadline: float = 5.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -34,4 +35,5 @@ class Config:
                 environ.get("EXCHANGE_MAX_CONNECTIONS_PER_CLIENT", cls.max_connections_per_client)
             ),
             read_concurrency=int(environ.get("EXCHANGE_READ_CONCURRENCY", cls.read_concurrency)),
+            deadline=float(environ.get("EXCHANGE_DEADLINE", cls.deadline)),
         )

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 
 from app.client.transport import TransportError, tcp_sender
-from app.endpoints import reachable, web_url
+from app.endpoints import LIVENESS, reachable, web_url
 from app.local import cluster
 from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
 from app.shim.config import ShimConfig
@@ -64,7 +64,7 @@ def _web_answers(url: str) -> Callable[[], bool]:
 
     def answers() -> bool:
         try:
-            with urllib.request.urlopen(f"{url}livez", timeout=PROBE_TIMEOUT) as response:
+            with urllib.request.urlopen(url + LIVENESS[1:], timeout=PROBE_TIMEOUT) as response:
                 return response.status == 200
         except (OSError, http.client.HTTPException):  # refused, cut, timed out, not 200
             return False

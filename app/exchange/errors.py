@@ -11,7 +11,6 @@ class Reason(Enum):
     NOTHING_OPEN = "order has no open shares to cancel"
     INSUFFICIENT_FUNDS = "insufficient funds: order needs {needed}, balance is {available}"
     INSUFFICIENT_SHARES = "insufficient shares: order needs {needed}, position is {available}"
-    DATABASE_UNAVAILABLE = "database unavailable: this item may not have been applied"
 
 
 class Rejected(Exception):
@@ -20,3 +19,12 @@ class Rejected(Exception):
     def __init__(self, reason: Reason, **details):
         super().__init__(reason.value.format(**details))
         self.reason = reason
+
+
+class CommitUnconfirmed(Exception):
+    """The connection broke, or the deadline passed, after COMMIT was sent and before its
+    answer came: the transaction may have been applied, so it is not run again."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error

@@ -56,8 +56,9 @@ from decimal import (
 
 import tenacity
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import deadline
 from app.exchange import statements as sql
 from app.exchange.commands import (
     CancelOrder,
@@ -71,7 +72,7 @@ from app.exchange.commands import (
     ShowBook,
     ShowTrades,
 )
-from app.exchange.errors import Reason, Rejected
+from app.exchange.errors import CommitUnconfirmed, Reason, Rejected
 from app.exchange.matching import Resting, match, settle
 from app.exchange.results import (
     AccountStatement,
@@ -89,6 +90,7 @@ from app.exchange.results import (
 )
 from app.storage.schema import missing_tables
 from app.storage.session import Statement, Transaction, read
+from app.storage.waits import DeadlinePassed, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,10 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and getattr(error.orig, "pgcode", None) in RETRYABLE
 
 
+def _out_of_time(state: tenacity.RetryCallState) -> bool:
+    return deadline.passed()
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, _LostBeforeCommit):
         return "a lost connection"
@@ -138,12 +144,17 @@ def _lost_connection_retried(transaction: Transaction | None = None):
     """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`).
 
     Once the transaction's COMMIT has gone out, a lost connection is not:
-    the commit may have landed.
+    the commit may have landed (`CommitUnconfirmed`). A connection closed
+    because the request's deadline passed is not either: there is no time left.
     """
     try:
         yield
     except DBAPIError as error:
-        if error.connection_invalidated and not (transaction and transaction.commit_sent):
+        if not error.connection_invalidated:
+            raise
+        if transaction is not None and transaction.commit_sent:
+            raise CommitUnconfirmed(error) from error
+        if not timed_out(error):
             raise _LostBeforeCommit(error) from error
         raise
 
@@ -164,10 +175,10 @@ def _transaction(method):
                 try:
                     with _lost_connection_retried(transaction):
                         outcome = method(self, transaction, *args)
+                        transaction.commit()  # unless the method's last statement carried it
                 except BaseException:
                     _roll_back_or_discard(transaction, connection)
                     raise
-                transaction.commit()  # unless the method's last statement carried it
                 return outcome
 
         return self._run(name, attempt)
@@ -195,7 +206,7 @@ class Exchange:
         self._known_accounts: set[str] = set()
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(max_attempts), _out_of_time),
             wait=tenacity.wait_random_exponential(multiplier=0.002, max=0.05),
             before_sleep=self._count_retry,
             reraise=True,
@@ -204,8 +215,11 @@ class Exchange:
     def _run(self, name: str, attempt):
         """`attempt()` with the retries, the lost-connection unwrapping and the slow warning.
 
-        One `Retrying` serves every call: it keeps its state per thread.
+        Nothing starts once the request's deadline has passed. One `Retrying`
+        serves every call: it keeps its state per thread.
         """
+        if deadline.passed():
+            raise OperationalError(name, None, DeadlinePassed(f"no time left to run {name}"))
         started = time.perf_counter()
         attempt.__name__ = name  # for the retry's log line
         try:

@@ -8,14 +8,16 @@ from sqlalchemy.exc import DBAPIError
 from app.config import Config
 from app.exchange.errors import Rejected
 from app.exchange.results import Failed
+from app.exchange.service import database_failure
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
-from app.storage.engine import exchange_engine, first_line
+from app.storage.engine import database_engine, exchange_engine, first_line
 from app.web import metrics
 from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
 from app.web.resources import (
+    READINESS_S,
     LivenessResource,
     ReadinessResource,
     ReportResource,
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
-    engine = exchange_engine(config.database_url, config.pool_size)
+    engine = exchange_engine(config.database_url, config.pool_size, config.deadline)
     exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000)
     metrics.watch_pool(engine, config.pool_size)
     observer = RequestObserver(metrics.ExchangeCounters(exchange), config.slow_ms, DatabaseOutage())
@@ -39,7 +41,7 @@ def create_app(config: Config) -> falcon.App:
     app.add_route("/symbols/{sym}/trades", ReportResource(exchange, "trades", ("limit",)))
     app.add_route("/accounts/{id}", ReportResource(exchange, "account"))
     app.add_route("/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after")))
-    readiness = ReadinessResource(exchange)
+    readiness = ReadinessResource(_readiness_exchange(config.database_url))
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
     app.add_route("/health", readiness)
@@ -51,6 +53,13 @@ def create_app(config: Config) -> falcon.App:
     app.add_error_handler(DBAPIError, _database_unavailable)
     app.set_error_serializer(_serialize_http_error)
     return app
+
+
+def _readiness_exchange(url: str) -> Exchange:
+    """Readiness asks on a connection of its own, so that it never waits behind requests,
+    and gives up on the pool as on the database within READINESS_S."""
+    engine = database_engine(url, pool_size=1, timeout_s=READINESS_S, pool_timeout=READINESS_S)
+    return Exchange(engine)
 
 
 def _reply_error(status: str, negotiate: bool = False):
@@ -71,12 +80,14 @@ def _reply_error(status: str, negotiate: bool = False):
 
 
 def _database_unavailable(req, resp, error, params):
-    """Logged by the observer's DatabaseOutage: once when it begins, not per request."""
-    req.context.error = "database unavailable"
+    """Nothing of the request ran (see `answer`): not applied. Logged by the observer's
+    DatabaseOutage: once when it begins, not per request."""
+    failure = database_failure(error)
+    req.context.error = failure.reason
     req.context.database_error = first_line(error)
     resp.status = falcon.HTTP_503
     resp.content_type = negotiated(req)
-    resp.media = Failed("database unavailable: the request was not completed")
+    resp.media = failure
 
 
 def _serialize_http_error(req, resp, error: falcon.HTTPError) -> None:

@@ -5,7 +5,9 @@ import logging
 import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from app import deadline
 from app.exchange.service import answer, database_failed, perform
 from app.exchange.transactions import Exchange
 from app.protocol import DocumentTooLarge, parse_read, parse_request, render_results
@@ -13,6 +15,8 @@ from app.protocol.numbers import account_id
 from app.web.media import XML, negotiated
 
 log = logging.getLogger(__name__)
+
+READINESS_S = 1.0  # readiness answers within this, 503 when the database does not
 
 
 class RequestsResource:
@@ -80,7 +84,9 @@ class LivenessResource:
 class ReadinessResource:
     """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else 503.
 
-    A failing database is this endpoint's expected answer, not an error of the
+    It answers within READINESS_S even when the database hangs: the deadline
+    ends the wait, and the exchange it asks has a connection of its own. A
+    failing database is this endpoint's expected answer, not an error of the
     request, so it is logged at debug only: the requests themselves log it.
     """
 
@@ -89,8 +95,9 @@ class ReadinessResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            missing = self._exchange.missing_tables()
-        except DBAPIError as error:
+            with deadline.within(READINESS_S):
+                missing = self._exchange.missing_tables()
+        except (DBAPIError, PoolTimeout) as error:
             log.debug("not ready: %s", error)
             resp.status = falcon.HTTP_503
             resp.content_type = XML

@@ -3,12 +3,16 @@
 gunicorn's threaded worker reads each request on one of its few threads, so
 a handful of clients sending their headers a line a second held every
 thread, and the exchange stopped answering anyone. Here every connection has
-a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
+a greenlet of its own (gevent; psycopg2 made cooperative by app/storage/waits.py), and:
 
 - a request is read whole, headers and body, within `request_timeout` of its
   first byte, before the application runs it in one of the worker's
   `concurrency` slots, in arrival order; one that does not arrive in time
   is answered 408 and its connection closed;
+- once arrived, a request has `deadline` seconds, its wait for a slot
+  included; past it, nothing more of it runs (its items are answered
+  `deadline passed: not applied`), and no wait for the database outlasts
+  it. Health checks and metrics take no slot: they answer at once;
 - a body cut short (the client stopped sending before its declared length or
   its last chunk) is answered 400 and never run;
 - a reply the client does not take within the same time closes it too;
@@ -37,11 +41,13 @@ from gevent.lock import BoundedSemaphore
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.ggevent import GeventWorker
-from psycogreen.gevent import patch_psycopg
 
+from app import deadline
 from app.config import Config
+from app.endpoints import UNQUEUED_PATHS
 from app.protocol import render_error
 from app.ratelimit import RateLimitedWarnings, client_host
+from app.storage import waits
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +145,7 @@ class ClientSocket:
 class ExchangeWorker(GeventWorker):
     def patch(self) -> None:
         super().patch()
-        patch_psycopg()
+        waits.install()
 
     def init_process(self) -> None:
         config = Config.from_env()
@@ -147,6 +153,7 @@ class ExchangeWorker(GeventWorker):
         self._max_connections = config.max_connections
         self._max_per_client = config.max_connections_per_client
         self._max_body_bytes = config.max_body_bytes
+        self._deadline_s = config.deadline
         self._slots = BoundedSemaphore(self.cfg.threads)
         self._read_slots = BoundedSemaphore(config.read_concurrency)
         self._open: Counter[str] = Counter()
@@ -156,13 +163,15 @@ class ExchangeWorker(GeventWorker):
         super().init_process()
 
     def load_wsgi(self) -> None:
-        """The application runs in one of the worker's slots, in arrival order.
+        """The application runs in one of the worker's slots, in arrival order, by its deadline.
 
-        GET requests (the read-only resources, health, metrics) have slots of
-        their own: they take no locks and one statement, and would otherwise
-        queue behind the orders. The metrics are imported here, after the fork
-        and once the worker handles signals: prometheus_client gives each
-        process files of its own.
+        GET requests (the read-only resources) have slots of their own: they
+        take no locks and one statement, and would otherwise queue behind the
+        orders; health checks and metrics take none. A request whose deadline
+        passes before it gets a slot runs without one: the exchange then runs
+        nothing of it, and it is answered at once. The metrics are imported
+        here, after the fork and once the worker handles signals:
+        prometheus_client gives each process files of its own.
         """
         from app.web import metrics
 
@@ -171,8 +180,10 @@ class ExchangeWorker(GeventWorker):
         application = self.wsgi
 
         def in_turn(environ, start_response):
+            if environ["PATH_INFO"] in UNQUEUED_PATHS:
+                return list(application(environ, start_response))
             slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
-            with slots:
+            with deadline.within(self._deadline_s), _slot(slots):
                 return list(application(environ, start_response))
 
         self.wsgi = in_turn
@@ -268,6 +279,17 @@ class ExchangeWorker(GeventWorker):
         if len(body) > self._max_body_bytes:
             req.must_close = True
         req.body = io.BytesIO(body)
+
+
+@contextlib.contextmanager
+def _slot(slots: BoundedSemaphore):
+    """A slot if one frees before the deadline; else none (the request then runs nothing)."""
+    taken = slots.acquire(timeout=max(deadline.remaining(), 0))
+    try:
+        yield
+    finally:
+        if taken:
+            slots.release()
 
 
 def _write_error(sock, status: int, reason: str, message: str) -> None:

@@ -21,6 +21,7 @@ import requests
 from lxml import etree
 
 from app.exchange.errors import Reason
+from app.exchange.service import DATABASE_FAILURES
 from tests.integrity.books import Ledger, PlacedOrder
 
 # The market under load: a few hot symbols; accounts of tight enough means that
@@ -53,9 +54,7 @@ STRICT = Tolerance()
 # What a client may see while PostgreSQL is down: a 503 with an `<error>` per child (or
 # one for the whole document), or, when the database went away during the request,
 # a per-child error after the children answered before.
-DATABASE_DOWN = Tolerance(
-    statuses=frozenset({503}), errors=frozenset({Reason.DATABASE_UNAVAILABLE.value})
-)
+DATABASE_DOWN = Tolerance(statuses=frozenset({503}), errors=frozenset(DATABASE_FAILURES))
 
 
 @dataclass
