@@ -119,7 +119,10 @@ def on_starting(server):
     from app.config import Config
     from app.storage.engine import DatabaseUnreachable, database_engine, wait_for_database
     from app.storage.schema import create_schema
+    from app.web.worker import ExchangeWorker, hold_stop_signals_across_forks
 
+    if issubclass(server.worker_class, ExchangeWorker):
+        hold_stop_signals_across_forks()
     _refuse_an_address_in_use(server)
     _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     config = Config.from_env()

@@ -31,6 +31,8 @@ import contextlib
 import errno
 import io
 import logging
+import os
+import signal
 import socket
 import time
 from collections import Counter
@@ -52,6 +54,26 @@ from app.storage import waits
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def hold_stop_signals_across_forks() -> None:
+    """In gunicorn's master: a stop signal sent to a worker that cannot handle one yet waits.
+
+    A worker starts with the master's handlers, and until gunicorn installs its
+    own (after gevent's patching, a good part of its boot) a SIGTERM went to the
+    master's handler in the worker and was lost: the worker served on until the
+    master killed it, `graceful_timeout` later. So the stop signals are blocked
+    from just before each fork, in the master until the fork is done, in the
+    worker until `init_process` has a handler for them; one sent meanwhile is
+    delivered then. (A master that gunicorn re-executes on SIGUSR2 inherits the block
+    from its fork: it lifts it here, at its own start.)
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    os.register_at_fork(
+        before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS),
+        after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS),
+    )
 
 
 class RequestTimeout(Exception):
@@ -148,6 +170,11 @@ class ExchangeWorker(GeventWorker):
         waits.install()
 
     def init_process(self) -> None:
+        """A stop asked for while the worker boots stops it once booted (see
+        `hold_stop_signals_across_forks`)."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._stop_once_booted)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         config = Config.from_env()
         self.request_timeout = config.request_timeout
         self._max_connections = config.max_connections
@@ -187,6 +214,9 @@ class ExchangeWorker(GeventWorker):
                 return list(application(environ, start_response))
 
         self.wsgi = in_turn
+
+    def _stop_once_booted(self, signum, frame) -> None:
+        self.alive = False
 
     def timeout_ctx(self):
         """Reads are timed by the ClientSocket, from a request's first byte."""
