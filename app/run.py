@@ -18,8 +18,9 @@ from collections.abc import Callable
 from app.client.transport import TransportError, tcp_sender
 from app.endpoints import LIVENESS, reachable, web_url
 from app.local import cluster
-from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
+from app.local.supervisor import MAX_DELAY, ChildProcess, LocalDatabase, Part, Supervisor
 from app.shim.config import ShimConfig
+from app.web import metrics_directory
 
 log = logging.getLogger("app.run")
 
@@ -52,11 +53,23 @@ def main() -> int:
         ChildProcess("shim", SHIM_COMMAND, environment, _shim_answers(shim_address), STOP_TIMEOUT),
     ]
     first_delay = float(environment.get("EXCHANGE_RESTART_DELAY") or 0.5)
+    max_delay = float(environment.get("EXCHANGE_RESTART_MAX_DELAY") or MAX_DELAY)
     try:
-        return Supervisor(parts, first_delay).run()
+        return Supervisor(parts, first_delay, max_delay, _restarts_counted(environment)).run()
     except cluster.ClusterError as error:  # starting or stopping the local PostgreSQL
         log.error("%s", error)
         return 1
+
+
+def _restarts_counted(environment: dict[str, str]) -> Callable[[str], None]:
+    """Count restarts where the web tier's `/metrics` shows them: in a metrics directory
+    owned by the launcher for the whole run, so that it outlives gunicorn's master."""
+    if not environment.get("PROMETHEUS_MULTIPROC_DIR"):
+        environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory.own_directory()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = environment["PROMETHEUS_MULTIPROC_DIR"]
+    from app.web.lifecycle import RESTARTS  # once the directory is set: it is read on import
+
+    return lambda part: RESTARTS.labels(part).inc()
 
 
 def _web_answers(url: str) -> Callable[[], bool]:
