@@ -110,6 +110,8 @@ class ClientSocket:
             except TimeoutError:
                 raise RequestTimeout from None
         worker = self._worker
+        if not worker.alive:  # stopping: no next request (see `end_idle_wait`)
+            return b""
         worker.idle.add(self)
         try:
             data = self._until(time.monotonic() + worker.cfg.keepalive, self._sock.recv, size)
@@ -141,7 +143,11 @@ class ClientSocket:
             self._worker.metrics.ARRIVING_REQUESTS.dec()
 
     def end_idle_wait(self) -> None:
-        """Make a wait for the next request end as if the client had closed."""
+        """Make a wait for the next request end as if the client had closed.
+
+        A connection that starts to wait only once the worker is stopping (its
+        reply was still being written) ends at once in `recv` instead.
+        """
         self._ended = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RD)
