@@ -33,6 +33,7 @@ log = logging.getLogger("app.run")
 
 LOOK_EVERY_S = 0.2  # how often the parts are checked: a death is noticed within this
 MAX_DELAY = 8.0
+DETAILS_EVERY_S = 60.0
 LOW_DISK_BYTES = 64 << 20  # less than four WAL segments free: PostgreSQL cannot go on
 
 
@@ -192,7 +193,7 @@ class _Watch:
     restart_at: float | None = None  # set while it waits to be restarted
     down_since: float | None = None  # set from its death until it serves again
     has_served: bool = False  # since make run started
-    details: str = ""  # the last failure's lines after its first, logged when they change
+    details_logged_at: float | None = None  # when a failure's further lines were last logged
 
 
 class Supervisor:
@@ -254,7 +255,7 @@ class Supervisor:
                 log.info("%s back after %.1f s", part.name, now - watch.down_since)
             watch.down_since = None
             watch.has_served = True
-            watch.details = ""
+            watch.details_logged_at = None
 
     def _restart(self, watch: _Watch) -> None:
         watch.restart_at = None
@@ -268,8 +269,9 @@ class Supervisor:
         """Restart after the policy's pause, or give up on a part that keeps dying.
 
         Each line of the supervisor's says one thing of its own: the first line of
-        `how` with what it does next, then, when they differ from the last time,
-        the further lines of `how` (the end of PostgreSQL's log, say), one a line.
+        `how` with what it does next, then the further lines of `how` (the end of
+        PostgreSQL's log, say), one a line, at the first failure of a part that is
+        down and once every DETAILS_EVERY_S while it stays down.
         """
         part, policy = watch.part, watch.policy
         headline, _, details = how.partition("\n")
@@ -281,10 +283,12 @@ class Supervisor:
             )
         down = "" if watch.down_since is None else f" (down for {now - watch.down_since:.0f} s)"
         log.error("%s %s; restarting in %g s%s", part.name, headline, delay, down)
-        if details != watch.details:
+        if details and (
+            watch.details_logged_at is None or now - watch.details_logged_at >= DETAILS_EVERY_S
+        ):
             for line in details.splitlines():
                 log.error("  | %s", line)
-            watch.details = details
+            watch.details_logged_at = now
         watch.restart_at = now + delay
         if watch.down_since is None:
             watch.down_since = now
