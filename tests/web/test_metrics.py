@@ -4,7 +4,6 @@ import pytest
 import requests
 from lxml import etree
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import make_url, text
 from sqlalchemy.exc import DBAPIError
 
@@ -12,6 +11,7 @@ from app.exchange.transactions import Exchange
 from app.local import cluster
 from app.storage.engine import database_engine
 from app.web import metrics
+from tests.web.servers import scrape
 
 ACCOUNTS = (
     b'<create><account id="101" balance="1000"/><account id="102" balance="0"/>'
@@ -20,17 +20,6 @@ ACCOUNTS = (
 BUY = b'<transactions id="101"><order sym="MTR" amount="10" limit="2"/></transactions>'
 SELL = b'<transactions id="102"><order sym="MTR" amount="-4" limit="1"/></transactions>'
 CANCEL = '<transactions id="101"><cancel id="{0}"/><query id="{0}"/><cancel id="0"/></transactions>'
-
-
-def scrape(server: str) -> dict[tuple[str, tuple], float]:
-    response = requests.get(f"{server}/metrics", timeout=30)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def increase(before, after, name, **labels) -> float:
