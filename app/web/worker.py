@@ -14,7 +14,12 @@ a greenlet of its own (gevent; psycopg2 made cooperative by app/storage/waits.py
   `deadline passed: not applied`), and no wait for the database outlasts
   it. Health checks and metrics take no slot: they answer at once;
 - a body cut short (the client stopped sending before its declared length or
-  its last chunk) is answered 400 and never run;
+  its last chunk), or headers cut short by a client that half-closed, is
+  answered 400 and never run;
+- a body larger than `max_body_bytes` is refused with 413 as soon as its
+  length or a chunk's size says so, unread; a client that waits for
+  `100 Continue` before sending its body (`Expect: 100-continue`) gets it
+  once the headers are admitted;
 - a reply the client does not take within the same time closes it too;
 - a connection silent between requests is closed after gunicorn's
   `keepalive` seconds, without a word;
@@ -47,7 +52,7 @@ from gunicorn.workers.ggevent import GeventWorker
 from app import deadline
 from app.config import Config
 from app.endpoints import UNQUEUED_PATHS
-from app.protocol import render_error
+from app.protocol import DocumentTooLarge, render_error
 from app.ratelimit import RateLimitedWarnings, client_host
 from app.storage import waits
 
@@ -84,6 +89,11 @@ class IncompleteBody(Exception):
     """The client stopped sending before its body was whole: answered 400, never run."""
 
 
+class IncompleteHeaders(IncompleteBody):
+    """The client closed its side before its headers ended: answered 400 too, where the
+    socket still takes a reply (it half-closed), rather than dropped without a word."""
+
+
 class ReplyTimeout(BrokenPipeError):
     """The client did not take its reply in time: closed like a client that went away."""
 
@@ -101,14 +111,18 @@ class ClientSocket:
         self.host = host
         self._worker = worker
         self._deadline: float | None = None  # while a request is arriving
+        self._in_headers = False  # its headers are arriving
         self._ended = False  # by end_idle_wait
 
     def recv(self, size: int) -> bytes:
         if self._deadline is not None:
             try:
-                return self._until(self._deadline, self._sock.recv, size)
+                data = self._until(self._deadline, self._sock.recv, size)
             except TimeoutError:
                 raise RequestTimeout from None
+            if not data and self._in_headers:
+                raise IncompleteHeaders("request incomplete: the connection closed in its headers")
+            return data
         worker = self._worker
         if not worker.alive:  # stopping: no next request (see `end_idle_wait`)
             return b""
@@ -125,8 +139,12 @@ class ClientSocket:
             worker.idle.discard(self)
         if data:
             self._deadline = time.monotonic() + worker.request_timeout
+            self._in_headers = True
             worker.metrics.ARRIVING_REQUESTS.inc()
         return data
+
+    def headers_arrived(self) -> None:
+        self._in_headers = False
 
     def sendall(self, data: bytes) -> None:
         try:
@@ -258,7 +276,8 @@ class ExchangeWorker(GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr) -> bool:
         """Read the body within the request's deadline; the application then reads memory."""
-        self._read_body(req)
+        sock.headers_arrived()
+        self._read_body(req, sock)
         sock.arrived()
         return super().handle_request(listener_name, req, sock, addr)
 
@@ -270,6 +289,9 @@ class ExchangeWorker(GeventWorker):
             self.metrics.REQUESTS.labels("unparsed", "bad_request").inc()
             self._warnings.warn(client.host, str(exc))
             _answer(client.raw, 400, str(exc))
+        elif isinstance(exc, DocumentTooLarge):
+            self.metrics.REQUESTS.labels("unparsed", "too_large").inc()
+            _answer(client.raw, 413, str(exc))
         else:
             super().handle_error(req, client, addr, exc)
 
@@ -286,21 +308,28 @@ class ExchangeWorker(GeventWorker):
             return "too_many_from_client"
         return None
 
-    def _read_body(self, req) -> None:
+    def _read_body(self, req, sock: ClientSocket) -> None:
         """The whole body, up to one byte past the limit, which the application then refuses.
 
         A body known to be too large is not read at all, and its connection
-        closes after the reply. A request with neither a length nor chunks
-        has no body (RFC 9112 section 6.3). A body cut short, the client
-        having stopped sending before its end, is never run.
+        closes after the reply; a chunk whose size passes the limit ends the
+        request at once (`DocumentTooLarge`). A request with neither a length
+        nor chunks has no body (RFC 9112 section 6.3). A body cut short, the
+        client having stopped sending before its end, is never run.
         """
         reader = req.body.reader
         if isinstance(reader, LengthReader) and reader.length > self._max_body_bytes:
             req.must_close = True
+            req._expected_100_continue = False  # refused: the client need not send it
             return
         if not isinstance(reader, LengthReader | ChunkedReader):
             req.body = io.BytesIO(b"")
             return
+        if req._expected_100_continue:  # answered once, here, before the body is read
+            req._expected_100_continue = False
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if isinstance(reader, ChunkedReader):
+            _refuse_chunks_past(reader, self._max_body_bytes)
         declared = reader.length if isinstance(reader, LengthReader) else None
         try:
             body = req.body.read(self._max_body_bytes + 1)
@@ -315,6 +344,23 @@ class ExchangeWorker(GeventWorker):
         if len(body) > self._max_body_bytes:
             req.must_close = True
         req.body = io.BytesIO(body)
+
+
+def _refuse_chunks_past(reader: ChunkedReader, limit: int) -> None:
+    """Make the reader raise DocumentTooLarge as soon as the chunk sizes read add up past
+    `limit`, instead of waiting for the chunk's bytes (until the request's deadline)."""
+    parse_size = reader.parse_chunk_size
+    announced = 0
+
+    def checked(unreader, data=None):
+        nonlocal announced
+        size, rest = parse_size(unreader, data)
+        announced += size
+        if announced > limit:
+            raise DocumentTooLarge(limit)
+        return size, rest
+
+    reader.parse_chunk_size = checked
 
 
 @contextlib.contextmanager
