@@ -47,12 +47,25 @@ POSTGRESQL_DOWN = Tolerance(DATABASE_DOWN.statuses, DATABASE_DOWN.errors, unavai
 
 def test_postgresql_killed_under_load_is_restarted_while_the_service_waits(tmp_path):
     local = Cluster(tmp_path / "pgdata", free_port())
+    with drill_on_own_postgresql(local, tmp_path / "run.log") as (launcher, _):
+        postmaster = int((local.datadir / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        launcher.wait_for_log("PostgreSQL is no longer running; restarting in")
+        launcher.wait_for_log("PostgreSQL back after")
+
+
+@contextlib.contextmanager
+def drill_on_own_postgresql(local: Cluster, log: Path, **settings: str):
+    """make run with its own PostgreSQL in `local`, serving and under load over HTTP and
+    TCP, while the block breaks something; then the load goes on, and the checks after
+    every drill: no negative gauge, the books balance, the replies were truthful."""
     try:
         with running_launcher(
-            tmp_path / "run.log",
+            log,
             DATABASE_URL=None,
             EXCHANGE_PGDATA=str(local.datadir),
             EXCHANGE_PGPORT=str(local.port),
+            **settings,
         ) as launcher:
             launcher.wait_until_serving()
             post_create(launcher.web_url, ACCOUNTS, OPENING)
@@ -60,10 +73,7 @@ def test_postgresql_killed_under_load_is_restarted_while_the_service_waits(tmp_p
                 launcher.web_url, ACCOUNTS, SYMBOLS, POSTGRESQL_DOWN, launcher.shim_address
             ) as load:
                 load.wait_for_more("answered", 50)
-                postmaster = int((local.datadir / "postmaster.pid").read_text().split()[0])
-                os.kill(postmaster, signal.SIGKILL)
-                launcher.wait_for_log("PostgreSQL is no longer running; restarting in")
-                launcher.wait_for_log("PostgreSQL back after")
+                yield launcher, load
                 load.wait_for_more("answered", 50)
             assert negative_gauges(launcher.web_url) == {}
             engine = database_engine(local.url(), pool_size=1)
@@ -148,48 +158,28 @@ def test_postgresql_on_a_full_disk_is_waited_for_and_back_once_space_is_freed(tm
     request refused as not applied; once space is freed it is back by itself."""
     disk = tmp_path / "disk"
     local = Cluster(disk / "pgdata", free_port())
-    with small_disk(disk):
-        try:
-            with running_launcher(
-                tmp_path / "run.log",
-                DATABASE_URL=None,
-                EXCHANGE_PGDATA=str(local.datadir),
-                EXCHANGE_PGPORT=str(local.port),
-                EXCHANGE_RESTART_MAX_DELAY="0.5",
-            ) as launcher:
-                launcher.wait_until_serving()
-                post_create(launcher.web_url, ACCOUNTS, OPENING)
-                with background_load(
-                    launcher.web_url, ACCOUNTS, SYMBOLS, POSTGRESQL_DOWN, launcher.shim_address
-                ) as load:
-                    load.wait_for_more("answered", 50)
-                    filler = fill(disk)
-                    make_postgresql_write_its_wal(local)
-                    launcher.wait_for_log("PostgreSQL is no longer running; restarting in")
-                    full_since = time.monotonic()
-                    while time.monotonic() - full_since < HOLD_FULL_S:
-                        assert launcher.process.poll() is None, launcher.log_text()
-                        assert status(launcher.web_url, "livez") == 200
-                        assert status(launcher.web_url, "readyz") == 503
-                        time.sleep(0.2)
-                    load.wait_for_more("tolerated", 20)
-                    filler.unlink()
-                    launcher.wait_for_log("PostgreSQL back after")
-                    load.wait_for_more("answered", 50)
-                log = launcher.log_text()
-                assert "PostgreSQL did not start: its disk is full (" in log
-                assert log.count("waiting for space; restarting in") >= 6
-                assert negative_gauges(launcher.web_url) == {}
-                engine = database_engine(local.url(), pool_size=1)
-                try:
-                    assert load.failures() == []
-                    assert broken_rules(engine) == []
-                    assert untruthful_replies(engine, load) == []
-                finally:
-                    engine.dispose()
-                assert launcher.interrupt() == 0
-        finally:
-            local.stop()
+    with (
+        small_disk(disk),
+        drill_on_own_postgresql(local, tmp_path / "run.log", EXCHANGE_RESTART_MAX_DELAY="0.5") as (
+            launcher,
+            load,
+        ),
+    ):
+        filler = fill(disk)
+        make_postgresql_write_its_wal(local)
+        launcher.wait_for_log("PostgreSQL is no longer running; restarting in")
+        full_since = time.monotonic()
+        while time.monotonic() - full_since < HOLD_FULL_S:
+            assert launcher.process.poll() is None, launcher.log_text()
+            assert status(launcher.web_url, "livez") == 200
+            assert status(launcher.web_url, "readyz") == 503
+            time.sleep(0.2)
+        load.wait_for_more("tolerated", 20)
+        filler.unlink()
+        launcher.wait_for_log("PostgreSQL back after")
+        log = launcher.log_text()
+        assert "PostgreSQL did not start: its disk is full (" in log
+        assert log.count("waiting for space; restarting in") >= 6
 
 
 @contextlib.contextmanager
