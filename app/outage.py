@@ -10,8 +10,9 @@ while reads are served), a request served within `settle_s` of the last
 failure does not end it. So a part that serves some requests and fails
 others is one outage, summarised every `summary_every_s`, not a "back" and an
 "unavailable" line for each pair of requests. Only the first request served
-in an outage can end it early; if failures resume within `settle_s`, the
-outage goes on as if it had not ended.
+in an outage can end it at once; if failures resume within `settle_s`, the
+outage goes on, said once ("unavailable again"), and is back only once no
+request has failed for `settle_s`.
 """
 
 import logging
@@ -53,11 +54,18 @@ class Outage:
             now = self._clock()
             self._last_failure = now
             if self._since is None:
-                if self._ended_at is not None and now - self._ended_at < self._settle_s:
-                    self._since, self._flapping = self._ended_since, True  # it was not over
-                else:
+                if self._ended_at is None or now - self._ended_at >= self._settle_s:
                     self._begin(now, cause)
                     return
+                self._since, self._flapping = self._ended_since, True  # it was not over
+                self._log.error(
+                    "%s unavailable again %.1f s after it was back: %s; requests fail until "
+                    "none has failed for %g s",
+                    self._part,
+                    now - self._ended_at,
+                    cause,
+                    self._settle_s,
+                )
             self._failed += 1
             if now - self._last_summary >= self._summary_every_s:
                 self._last_summary = now

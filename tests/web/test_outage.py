@@ -107,7 +107,8 @@ def test_a_long_outage_is_summarised_every_so_often(database_log):
 
 def test_an_outage_of_writes_alone_does_not_flap_between_down_and_back(database_log):
     """Reads served between failing writes (a full disk) keep it one outage: a line when it
-    begins, a summary every 30 s, a line when writes are served again, and no line per pair."""
+    begins, one when the first read served seemed to end it and the next write failed, a
+    summary every 30 s, a line when writes are served again, and no line per pair."""
     now = [0.0]
     outage = DatabaseOutage(summary_every_s=30, clock=lambda: now[0])
     for step in range(4000):  # 40 s: a write failing, then a read served, every 10 ms
@@ -117,7 +118,8 @@ def test_an_outage_of_writes_alone_does_not_flap_between_down_and_back(database_
     now[0] = 60.0  # writes served again
     outage.request_served()
     messages = [message for _, message in database_log()]
-    assert len(messages) <= 4, messages
+    assert len(messages) == 5, messages
     assert messages[0].startswith("database unavailable: could not extend file")
+    assert messages[2].startswith("database unavailable again 0.0 s after it was back: ")
     assert messages[-2].startswith("database still unavailable after 30 s: 3001 requests failed")
     assert messages[-1] == "database back after 60 s; 4000 requests failed meanwhile"
