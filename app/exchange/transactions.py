@@ -222,13 +222,19 @@ class Exchange:
             raise OperationalError(name, None, DeadlinePassed(f"no time left to run {name}"))
         started = time.perf_counter()
         attempt.__name__ = name  # for the retry's log line
+        failed_for_database = False  # then the web tier logs the outage, once, not this
         try:
             return self._retrying(attempt)
         except _LostBeforeCommit as lost:
+            failed_for_database = True
             raise lost.error from None
+        except (DBAPIError, CommitUnconfirmed):
+            failed_for_database = True
+            raise
         finally:
             seconds = time.perf_counter() - started
-            if seconds >= self._slow_seconds:  # its locks were held as long: worth a warning
+            if seconds >= self._slow_seconds and not failed_for_database:
+                # its locks were held as long: worth a warning
                 log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:

@@ -1,6 +1,8 @@
 """Every failure for want of the database says whether it may have been applied, and comes
 within the request's deadline even when the database does not answer (app/outcomes.py)."""
 
+import contextlib
+import logging
 import threading
 import time
 
@@ -41,31 +43,56 @@ def orders(engine) -> int:
         return connection.execute(text("SELECT count(*) FROM orders")).scalar_one()
 
 
-def test_an_order_kept_waiting_for_a_lock_past_the_deadline_is_not_applied(engine, database_url):
-    """PostgreSQL's lock timeout ends the wait: the transaction is rolled back, and says so."""
-    client = testing.TestClient(create_app(Config(database_url=database_url, deadline=DEADLINE_S)))
-    assert client.simulate_post("/", body=SETUP).status_code == 200
-    locked, answered = threading.Event(), threading.Event()
+@contextlib.contextmanager
+def symbol_locked(engine):
+    """Symbol X's row locked by another session until the block ends (or HELD_S passes)."""
+    locked, done = threading.Event(), threading.Event()
 
-    def hold_the_symbol():
+    def hold():
         with engine.begin() as connection:
             connection.execute(text("SELECT 1 FROM symbols WHERE symbol = 'X' FOR UPDATE"))
             locked.set()
-            answered.wait(HELD_S)
+            done.wait(HELD_S)
 
-    holder = threading.Thread(target=hold_the_symbol)
+    holder = threading.Thread(target=hold)
     holder.start()
     locked.wait()
-    started = time.monotonic()
-    result = client.simulate_post("/", body=BUY)
-    waited = time.monotonic() - started
-    answered.set()
-    holder.join()
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
+def deadline_client(database_url: str, **settings) -> testing.TestClient:
+    config = Config(database_url=database_url, deadline=DEADLINE_S, **settings)
+    client = testing.TestClient(create_app(config))
+    assert client.simulate_post("/", body=SETUP).status_code == 200
+    return client
+
+
+def test_an_order_kept_waiting_for_a_lock_past_the_deadline_is_not_applied(engine, database_url):
+    """PostgreSQL's lock timeout ends the wait: the transaction is rolled back, and says so."""
+    client = deadline_client(database_url)
+    with symbol_locked(engine):
+        started = time.monotonic()
+        result = client.simulate_post("/", body=BUY)
+        waited = time.monotonic() - started
 
     assert result.status_code == 503
     assert errors(result.content) == [Unavailable.DEADLINE.text()]
     assert waited < HELD_S
     assert orders(engine) == 0
+
+
+def test_a_transaction_failed_by_the_database_is_not_also_logged_as_slow(
+    engine, database_url, caplog
+):
+    """The outage is logged once; a line per transaction it made wait would drown it."""
+    client = deadline_client(database_url, slow_ms=DEADLINE_S * 100)
+    with symbol_locked(engine), caplog.at_level(logging.WARNING):
+        assert client.simulate_post("/", body=BUY).status_code == 503
+    assert "slow transaction" not in caplog.text
 
 
 def test_a_commit_whose_answer_never_comes_is_outcome_unknown(own_cluster, tmp_path):
