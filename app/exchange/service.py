@@ -38,7 +38,6 @@ DATABASE_FAILURES = {
         Unavailable.DEADLINE_AFTER_COMMIT,
     )
 }
-# An item not run because a step it needed failed: not applied, whatever that step's outcome.
 NOT_RUN = {
     Unavailable.DATABASE_AFTER_COMMIT: Unavailable.DATABASE,
     Unavailable.DEADLINE_AFTER_COMMIT: Unavailable.DEADLINE,
@@ -64,10 +63,7 @@ def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
         elif isinstance(command, CreateSymbol):
             created = _execute(exchange, command)
             if isinstance(created, Failed):
-                failure = DATABASE_FAILURES[created.reason]
-                uncreated[command.symbol] = Failed(
-                    NOT_RUN.get(failure, failure).text(), cause=created.cause
-                )
+                uncreated[command.symbol] = _not_run(created)
             else:
                 uncreated.pop(command.symbol, None)
         elif isinstance(command, MintShares) and command.symbol in uncreated:
@@ -75,6 +71,15 @@ def answer(exchange: Exchange, request: Request) -> list[tuple[Echo, Result]]:
         else:
             replies.append((item.echo, _execute(exchange, command)))
     return replies
+
+
+def _not_run(failure: Failed) -> Failed:
+    """The reply of an item not run because a step it needed failed: not applied, whatever
+    that step's own outcome."""
+    kind = DATABASE_FAILURES.get(failure.reason)
+    if kind not in NOT_RUN:
+        return failure
+    return Failed(NOT_RUN[kind].text(), cause=failure.cause)
 
 
 def database_failed(result: Result) -> bool:

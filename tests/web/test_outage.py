@@ -64,6 +64,18 @@ def test_every_item_failing_for_want_of_the_database_gets_503(client, cluster):
     assert requests_counted("unavailable") == before + 1
 
 
+def test_grants_of_a_symbol_the_database_could_not_create_are_answered_not_applied(client, cluster):
+    """Each child keeps its own reply, as when the database fails any other item."""
+    cluster.stop()
+    result = client.simulate_post(
+        "/", body=b'<create><symbol sym="S"><account id="1">5</account></symbol></create>'
+    )
+    assert result.status_code == 503
+    assert [
+        (child.tag, dict(child.attrib), child.text) for child in etree.fromstring(result.content)
+    ] == [("error", {"sym": "S", "id": "1"}, Unavailable.DATABASE.text())]
+
+
 def test_some_items_failing_for_want_of_the_database_count_as_partly_unavailable(client, cluster):
     before = requests_counted("partly_unavailable")
     cluster.stop()
