@@ -67,8 +67,9 @@ from decimal import (
 
 import tenacity
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import deadline
 from app.exchange import statements as sql
 from app.exchange.commands import (
     CancelOrder,
@@ -83,7 +84,7 @@ from app.exchange.commands import (
     ShowBook,
     ShowTrades,
 )
-from app.exchange.errors import Reason, Rejected
+from app.exchange.errors import CommitUnconfirmed, Reason, Rejected
 from app.exchange.matching import Resting, match, settle
 from app.exchange.results import (
     AccountStatement,
@@ -107,6 +108,7 @@ from app.exchange.results import (
 from app.idempotency.claims import Child, ClaimLost
 from app.storage.schema import missing_tables
 from app.storage.session import Statement, Transaction, execute_alone
+from app.storage.waits import DeadlinePassed, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,10 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and getattr(error.orig, "pgcode", None) in RETRYABLE
 
 
+def _out_of_time(state: tenacity.RetryCallState) -> bool:
+    return deadline.passed()
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, _LostBeforeCommit):
         return "a lost connection"
@@ -159,12 +165,17 @@ def _lost_connection_retried(transaction: Transaction | None = None):
     """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`).
 
     Once the transaction's COMMIT has gone out, a lost connection is not:
-    the commit may have landed.
+    the commit may have landed (`CommitUnconfirmed`). A connection closed
+    because the request's deadline passed is not either: there is no time left.
     """
     try:
         yield
     except DBAPIError as error:
-        if error.connection_invalidated and not (transaction and transaction.commit_sent):
+        if not error.connection_invalidated:
+            raise
+        if transaction is not None and transaction.commit_sent:
+            raise CommitUnconfirmed(error) from error
+        if not timed_out(error):
             raise _LostBeforeCommit(error) from error
         raise
 
@@ -185,10 +196,10 @@ def _transaction(method):
                 try:
                     with _lost_connection_retried(transaction):
                         outcome = method(self, transaction, *args)
+                        transaction.commit()  # unless the method's last statement carried it
                 except BaseException:
                     _roll_back_or_discard(transaction, connection)
                     raise
-                transaction.commit()  # unless the method's last statement carried it
                 return outcome
 
         return self._run(name, attempt)
@@ -224,7 +235,7 @@ class Exchange:
         self._known_symbols: set[str] = set()
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(max_attempts), _out_of_time),
             wait=tenacity.wait_random_exponential(multiplier=0.002, max=0.05),
             before_sleep=self._count_retry,
             reraise=True,
@@ -233,17 +244,26 @@ class Exchange:
     def _run(self, name: str, attempt):
         """`attempt()` with the retries, the lost-connection unwrapping and the slow warning.
 
-        One `Retrying` serves every call: it keeps its state per thread.
+        Nothing starts once the request's deadline has passed. One `Retrying`
+        serves every call: it keeps its state per thread.
         """
+        if deadline.passed():
+            raise OperationalError(name, None, DeadlinePassed(f"no time left to run {name}"))
         started = time.perf_counter()
         attempt.__name__ = name  # for the retry's log line
+        failed_for_database = False  # then the web tier logs the outage, once, not this
         try:
             return self._retrying(attempt)
         except _LostBeforeCommit as lost:
+            failed_for_database = True
             raise lost.error from None
+        except (DBAPIError, CommitUnconfirmed):
+            failed_for_database = True
+            raise
         finally:
             seconds = time.perf_counter() - started
-            if seconds >= self._slow_seconds:  # its locks were held as long: worth a warning
+            if seconds >= self._slow_seconds and not failed_for_database:
+                # its locks were held as long: worth a warning
                 log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:

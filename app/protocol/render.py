@@ -32,6 +32,7 @@ from app.protocol.numbers import format_decimal
 
 # Anything XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF).
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+ESCAPED = re.compile('[&<>"\t\n\r]')  # what lxml may write otherwise than as itself
 
 
 def render_results(replies: Iterable[tuple[Echo, Result]]) -> bytes:
@@ -46,6 +47,35 @@ def render_error(message: str) -> bytes:
     results = etree.Element("results")
     _child(results, "error", ()).text = _safe(message)
     return _serialize(results)
+
+
+def echoed_size(echo: Echo, problem: str | None) -> int:
+    """The bytes of what a request's child makes of the reply by its own text: an `<error>`
+    with its echoed attributes, and the problem that stops it if any, as lxml writes it.
+
+    Counted rather than rendered, for it is asked of every child of every request.
+    """
+    size = len("<error") + sum(len(name) + 4 + _escaped_size(value, True) for name, value in echo)
+    if problem is None:
+        return size + len("/>")
+    return size + len("></error>") + _escaped_size(problem, False)
+
+
+def _escaped_size(text: str, in_attribute: bool) -> int:
+    """UTF-8 bytes of `text` once escaped: `&amp;`, `&lt;`, `&gt;`, and in an attribute
+    `&quot;`, `&#9;`, `&#10;`, and `&#13;` anywhere."""
+    if text.isascii() and text.isprintable() and not ESCAPED.search(text):  # the usual case
+        return len(text)
+    text = _safe(text)
+    size = (
+        len(text.encode())
+        + 4 * text.count("&")
+        + 3 * (text.count("<") + text.count(">"))
+        + 4 * text.count("\r")
+    )
+    if in_attribute:
+        size += 5 * text.count('"') + 3 * text.count("\t") + 4 * text.count("\n")
+    return size
 
 
 def render_report(report: Report | Failed) -> bytes:

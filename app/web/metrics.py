@@ -56,6 +56,7 @@ CONNECTIONS_CHECKED_OUT = Gauge(
     "Database connections in use by requests, over all live workers.",
     multiprocess_mode="livesum",
 )
+_COUNTED = "counted as checked out"  # in a connection record's info while it is
 POOL_SIZE = Gauge(
     "exchange_db_pool_size",
     "Database connections the live workers may hold at most.",
@@ -148,10 +149,25 @@ class ExchangeCounters:
 
 
 def watch_pool(engine: Engine, size: int) -> None:
-    """Follow the engine's connection pool: its capacity, and connections checked out."""
+    """Follow the engine's connection pool: its capacity, and connections checked out.
+
+    A connection is counted out once it was handed to a request, and back only
+    if it was counted: when the database is down, the pool also reports the
+    return of connections that never came to be, and the gauge went negative.
+    """
     POOL_SIZE.set(size)
-    event.listen(engine, "checkout", lambda *args: CONNECTIONS_CHECKED_OUT.inc())
-    event.listen(engine, "checkin", lambda *args: CONNECTIONS_CHECKED_OUT.dec())
+    event.listen(engine, "checkout", _checked_out)
+    event.listen(engine, "checkin", _checked_in)
+
+
+def _checked_out(dbapi_connection, connection_record, proxy) -> None:
+    connection_record.record_info[_COUNTED] = True
+    CONNECTIONS_CHECKED_OUT.inc()
+
+
+def _checked_in(dbapi_connection, connection_record) -> None:
+    if connection_record is not None and connection_record.record_info.pop(_COUNTED, False):
+        CONNECTIONS_CHECKED_OUT.dec()
 
 
 class FeedMeter(Meter):

@@ -6,7 +6,9 @@ import logging
 import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from app import deadline
 from app.auth.gate import Gate
 from app.auth.permissions import authorize, authorize_account
 from app.exchange.service import perform
@@ -22,6 +24,7 @@ from app.web.media import XML, negotiated
 log = logging.getLogger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+READINESS_S = 1.0  # readiness answers within this, 503 when the database does not
 
 
 class RequestsResource:
@@ -121,7 +124,9 @@ class ReadinessResource:
     """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else
     503; 503 too while the instance drains before stopping.
 
-    A failing database is this endpoint's expected answer, not an error of the
+    It answers within READINESS_S even when the database hangs: the deadline
+    ends the wait, and the exchange it asks has a connection of its own. A
+    failing database is this endpoint's expected answer, not an error of the
     request, so it is logged at debug only: the requests themselves log it.
     """
 
@@ -135,8 +140,9 @@ class ReadinessResource:
             resp.data = _health(draining="yes")
             return
         try:
-            missing = self._exchange.missing_tables()
-        except DBAPIError as error:
+            with deadline.within(READINESS_S):
+                missing = self._exchange.missing_tables()
+        except (DBAPIError, PoolTimeout) as error:
             log.debug("not ready: %s", error)
             resp.status = falcon.HTTP_503
             resp.content_type = XML

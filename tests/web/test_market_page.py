@@ -22,6 +22,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 PHONE = (390, 844)  # CSS pixels of a common phone, upright
 APPEARS_WITHIN_S = 2.0
+# A page's first load and its stream's first connection: a generous bound, for a busy CI
+# machine starting Chromium beside other tests (what SPEC promises is APPEARS_WITHIN_S).
+LOADS_WITHIN_S = 15
 QUIET_BROWSER = (  # no sandbox as root; nothing fetched from the network, which is closed
     "--headless=new",
     "--no-sandbox",
@@ -94,12 +97,12 @@ def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(
     order(url, "1", 7, "9.5")
 
     browser.get(f"{url}/market")
-    WebDriverWait(browser, 5).until(lambda page: rows(page, "symbols"))
+    WebDriverWait(browser, LOADS_WITHIN_S).until(lambda page: rows(page, "symbols"))
     [[symbol, last, _]] = rows(browser, "symbols")
     assert (symbol, last) == ("PAGE", "10.25")
     browser.find_element(By.LINK_TEXT, "PAGE").click()
 
-    WebDriverWait(browser, 5).until(lambda page: status(page) == "live")
+    WebDriverWait(browser, LOADS_WITHIN_S).until(lambda page: status(page) == "live")
     assert rows(browser, "ladder") == [["1", "7", "9.5", "", ""]]
     assert [row[1:] for row in rows(browser, "tape")] == [["10.25", "3"]]
 
@@ -130,7 +133,7 @@ def test_the_page_shows_the_market_live_and_reconnects_after_a_drop(
 
 def test_the_page_fits_a_phones_screen_and_loads_nothing_from_elsewhere(browser, one_worker_server):
     browser.get(f"{one_worker_server.url}/market/PAGE")
-    WebDriverWait(browser, 5).until(lambda page: status(page) == "live")
+    WebDriverWait(browser, LOADS_WITHIN_S).until(lambda page: status(page) == "live")
     viewport, width = browser.execute_script(
         "return [window.innerWidth, document.documentElement.scrollWidth]"
     )
