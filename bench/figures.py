@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.stages import STAGES
+
 RESULTS = Path(__file__).resolve().parent / "results"
 LATEST = RESULTS / "latest"
 TWIN_SUFFIX = "@base"
@@ -53,6 +55,7 @@ RUN_FIELDS = [
     "stream_p50_s",
     "stream_p99_s",
     "stream_max_s",
+    *(f"{stage}_{at}_ms" for stage in STAGES for at in ("p50", "p99")),
 ]
 TIER_NAMES = {
     "haproxy": "HAProxy",
@@ -175,7 +178,8 @@ class Results:
         return sum(row[field] for row in self.runs if row["point"] == point)
 
     def median(self, point: str, field: str = "requests_per_s") -> float | None:
-        return self.median_of(point, lambda row: row[field])
+        """None where the point has no such figure (a run before the field existed, say)."""
+        return self.median_of(point, lambda row: row.get(field))
 
     def median_of(self, point: str, value: Callable[[dict], float | None]) -> float | None:
         spread = self.spread_of(point, value)
@@ -333,6 +337,18 @@ class Results:
                 continue
             total = sum(value or 0 for value in per_tier)
             rows.append([point, *(_number(value, ".2f") for value in per_tier), f"{total:.2f}"])
+        return rows
+
+    def stages_table(self) -> list[list[str]]:
+        """Per point, the medians of each stage's p50 and p99 (app/web/stages.py), ms."""
+        rows = [["point", *(f"{stage} p50 / p99" for stage in STAGES)]]
+        for point in self.points():
+            cells = []
+            for stage in STAGES:
+                p50, p99 = (self.median(point, f"{stage}_{at}_ms") for at in ("p50", "p99"))
+                cells.append("" if p99 is None else f"{p50:.1f} / {p99:.1f}")
+            if any(cells):
+                rows.append([point, *cells])
         return rows
 
     def streams_table(self) -> list[list[str]]:

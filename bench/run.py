@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
-from bench import figures, streams, workload
+from bench import figures, stages, streams, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.keys import issue_keys
 from bench.service import (
@@ -476,6 +476,7 @@ class Bench:
         if point.auth:
             environment["LOAD_AUTH_KEYS"] = str(self._keys)
         commits_before, polls_before = self._commits(service), service.market_polls()
+        stages_before = stages.buckets(service.metrics())
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
@@ -511,6 +512,7 @@ class Bench:
         loadgen_cpu = (_children_cpu_s() - children_before) / (time.monotonic() - loading_since)
         commits = self._commits(service) - commits_before
         polls = service.market_polls() - polls_before
+        spent = stages.quantiles(stages_before, stages.buckets(service.metrics()))
         stats = aggregated(Path(f"{prefix}_stats.csv"))
         reached = streams.delays(Path(f"{prefix}_arrivals.csv"), self._query(service))
         return {
@@ -542,6 +544,11 @@ class Bench:
             "stream_p50_s": round(reached.p50_s, 4) if reached else 0.0,
             "stream_p99_s": round(reached.p99_s, 4) if reached else 0.0,
             "stream_max_s": round(reached.max_s, 4) if reached else 0.0,
+            **{
+                f"{stage}_{name}_ms": round(seconds * 1000, 2)
+                for stage, at in spent.items()
+                for name, seconds in zip(("p50", "p99"), at, strict=True)
+            },
         }
 
     def _query(self, service: Service):
@@ -828,6 +835,7 @@ def main() -> int:
         say(f"{figures.render_text(results.streams_table())}\n")
     say(figures.render_text(results.targets_table()))
     say(f"\nCPU ms per request by tier\n\n{figures.render_text(results.tiers_table())}")
+    say(f"\nWhere a request's time went, ms\n\n{figures.render_text(results.stages_table())}")
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0
 

@@ -101,6 +101,7 @@ LOCK_SYMBOL = Statement(
     select(symbols.c.symbol)
     .where(symbols.c.symbol == bindparam("symbol"))
     .with_for_update(key_share=True),
+    waits_for_a_lock=True,
 )
 
 # A mint is recorded, and its shares added, only for an account that exists.
@@ -329,6 +330,7 @@ LOCK_SYMBOL_OF_ORDER = Statement(
         .scalar_subquery()
     )
     .with_for_update(key_share=True),
+    waits_for_a_lock=True,
 )
 
 

@@ -41,6 +41,13 @@ REQUEST_SECONDS = Histogram(
     "Time to answer a request document, from its first byte read to its reply.",
     ["kind"],
 )
+STAGE_SECONDS = Histogram(
+    "exchange_request_stage_seconds",
+    "Where the time of requests served by a worker's slots went, by stage: arriving, queued, "
+    "locking, database, application, replying (app/web/stages.py).",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+)
 RESULTS = Counter(
     "exchange_results",
     "Replies to request items: created, opened (an order placed), status, canceled "

@@ -64,6 +64,7 @@ from app.endpoints import UNQUEUED_PATHS
 from app.protocol import DocumentTooLarge, render_error
 from app.ratelimit import RateLimitedWarnings, client_host
 from app.storage import waits
+from app.web import stages
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,10 @@ class ClientSocket:
         self._in_headers = False  # its headers are arriving
         self._ended = False  # by end_idle_wait
         self.held_open = False  # by a stream: the connection closes when it ends
+        # Where the request being served spent its time (app/web/stages.py).
+        self.first_byte_at = self.arrived_at = 0.0
+        self.stages: dict[str, float] | None = None  # once the application has run
+        self.sending_s = 0.0
 
     def recv(self, size: int) -> bytes:
         if self._deadline is not None:
@@ -148,7 +153,8 @@ class ClientSocket:
         finally:
             worker.idle.discard(self)
         if data:
-            self._deadline = time.monotonic() + worker.request_timeout
+            self.first_byte_at = time.monotonic()
+            self._deadline = self.first_byte_at + worker.request_timeout
             self._in_headers = True
             worker.metrics.ARRIVING_REQUESTS.inc()
         return data
@@ -157,9 +163,10 @@ class ClientSocket:
         self._in_headers = False
 
     def sendall(self, data: bytes) -> None:
+        started = time.monotonic()
         try:
-            deadline = time.monotonic() + self._worker.request_timeout
-            self._until(deadline, self._sock.sendall, data)
+            self._until(started + self._worker.request_timeout, self._sock.sendall, data)
+            self.sending_s += time.monotonic() - started
         except TimeoutError:
             self._worker.cut_off(self.host, "reply")
             raise ReplyTimeout(errno.EPIPE, "reply not taken in time") from None
@@ -168,6 +175,7 @@ class ClientSocket:
         """The request is in whole (or never will be): its deadline no longer runs."""
         if self._deadline is not None:
             self._deadline = None
+            self.arrived_at = time.monotonic()
             self._worker.metrics.ARRIVING_REQUESTS.dec()
 
     def end_idle_wait(self) -> None:
@@ -254,11 +262,11 @@ class ExchangeWorker(GeventWorker):
             if environ["PATH_INFO"] in UNQUEUED_PATHS:
                 return list(application(environ, start_response))
             slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
-            with deadline.within(self._deadline_s), _slot(slots):
+            connection = environ["gunicorn.socket"]
+            with deadline.within(self._deadline_s), _slot(slots), stages.timed(connection):
                 body = application(environ, start_response)
                 if not isinstance(body, EventStream):
                     return list(body)
-            connection = environ["gunicorn.socket"]
             connection.held_open = True
             connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._stream_buffer_bytes)
             body.hold(connection.hang_up)
@@ -307,11 +315,16 @@ class ExchangeWorker(GeventWorker):
                 del self._open[host]
 
     def handle_request(self, listener_name, req, sock, addr) -> bool:
-        """Read the body within the request's deadline; the application then reads memory."""
+        """Read the body within the request's deadline; the application then reads memory.
+        Once the reply is written, where the request's time went is recorded."""
         sock.headers_arrived()
         self._read_body(req, sock)
         sock.arrived()
-        return super().handle_request(listener_name, req, sock, addr) and not sock.held_open
+        sock.stages, sock.sending_s = None, 0.0
+        keep_alive = super().handle_request(listener_name, req, sock, addr)
+        if sock.stages is not None and not sock.held_open:
+            stages.record(self.metrics.STAGE_SECONDS, sock.stages, replying=sock.sending_s)
+        return keep_alive and not sock.held_open
 
     def handle_error(self, req, client, addr, exc) -> None:
         if isinstance(exc, RequestTimeout):

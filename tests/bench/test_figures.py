@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench import report
+from bench import report, stages
 from bench.figures import PGBENCH_FIELDS, RUN_FIELDS, Results, Target, write_rows
 
 BASELINE = {"revision": "HEAD~5", "commit": "4b8afb9" + "0" * 33, "subject": "An older release"}
@@ -222,3 +222,15 @@ def test_report_writes_the_comparison_into_the_page(tmp_path, monkeypatch):
     assert "| http | 50 | 102 | 2.03 (2.02-2.04) |" in page
     assert "![before-after](scalability/before-after.png)" in page
     assert (tmp_path / "before-after.png").stat().st_size > 0
+
+
+def test_a_stages_quantiles_are_read_off_the_buckets_of_the_point_alone():
+    before = {"queued": {0.001: 10.0, 0.01: 10.0, float("inf"): 10.0}}
+    after = {
+        "queued": {0.001: 60.0, 0.01: 110.0, float("inf"): 110.0},
+        "database": {0.001: 0.0, 0.01: 100.0, float("inf"): 100.0},
+    }
+    spent = stages.quantiles(before, after, wanted=(0.5, 0.99))
+    assert spent["queued"] == [pytest.approx(0.001), pytest.approx(0.01 - 0.009 * 0.02)]
+    assert spent["database"] == [pytest.approx(0.0055), pytest.approx(0.00991)]
+    assert spent["replying"] == [0.0, 0.0]  # none measured
