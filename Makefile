@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Tests run in this many processes (pytest-xdist), each with its own PostgreSQL
+# and servers: most of the suite waits on sockets and clocks, not on a CPU.
+TEST_WORKERS ?= 2
 
 .PHONY: venv db run cluster cluster-restart test lint audit reset clean load bench bench-report bench-profile
 
@@ -36,7 +39,7 @@ cluster-restart: venv
 	$(PY) -m app.cluster restart
 
 test: lint
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

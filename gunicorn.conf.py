@@ -3,15 +3,14 @@
 Every value can be overridden from the environment; the README lists them.
 """
 
-import atexit
 import multiprocessing
 import os
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 from gunicorn import glogging
+
+from app.web import metrics_directory
 
 # -- server socket: one listening socket per worker (SO_REUSEPORT), so the
 # kernel spreads connections over the workers. With one shared socket, the
@@ -102,16 +101,10 @@ logconfig_dict = {
 
 # -- metrics: each worker writes its values to files here, any worker serves the sum.
 # Set before a worker imports prometheus_client, which reads it once. Unset, a
-# temporary directory of this server's own, removed when the master exits,
-# whichever way it does (workers exit too, and must leave it alone).
-def _remove_metrics_dir(master: int, directory: str) -> None:
-    if os.getpid() == master:
-        shutil.rmtree(directory, ignore_errors=True)
-
-
+# temporary directory of this server's own, removed when the master exits
+# (app/web/metrics_directory.py); `make run` sets one for the whole run.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="exchange-metrics-")
-    atexit.register(_remove_metrics_dir, os.getpid(), os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory.own_directory()
 
 
 def on_starting(server):
@@ -120,9 +113,15 @@ def on_starting(server):
     from app.storage.engine import DatabaseUnreachable, database_engine, wait_for_database
     from app.storage.schema import create_schema
     from app.web.draining import drain_before_stopping
+    from app.web.worker import ExchangeWorker, hold_stop_signals_across_forks
 
+    if issubclass(server.worker_class, ExchangeWorker):
+        hold_stop_signals_across_forks()
     _refuse_an_address_in_use(server)
-    _empty_directory(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    metrics_directory.prepare(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    from app.web.lifecycle import MASTER_STARTS  # its file goes into the prepared directory
+
+    MASTER_STARTS.inc()
     try:
         config = Config.from_env()
     except ValueError as error:  # a setting that no restart can mend
@@ -184,19 +183,15 @@ def post_worker_init(worker):
     from app.storage.engine import exchange_engine
 
     config = Config.from_env()
-    engine = exchange_engine(config.database_url, 1, config.idle_transaction_seconds)
+    engine = exchange_engine(config.database_url, 1, config.deadline)
     keep_purging(Exchange(engine), config.idempotency_keep_hours * 3600)
 
 
 def child_exit(server, worker):
-    """A dead worker's gauges no longer count; its counters do."""
+    """A dead worker's gauges no longer count; its counters do, and its exit is counted."""
     from prometheus_client import multiprocess
 
+    from app.web.lifecycle import WORKER_EXITS
+
     multiprocess.mark_process_dead(worker.pid)
-
-
-def _empty_directory(directory: Path) -> None:
-    """Values left by an earlier run would be added to this one's."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for entry in directory.iterdir():
-        entry.unlink()
+    WORKER_EXITS.inc()

@@ -30,13 +30,23 @@ With LOAD_AUTH_KEYS (a file of `python -m bench.keys`) every attempt is
 signed, for a service with authentication on: the setup with the admin key,
 each trader's requests with its account's key, over HTTP in a header and
 over TCP in the prefix.
+
+Beside the traders, LOAD_READERS market-data clients poll books and tapes
+(`MarketDataUser`), and LOAD_STREAMS follow a traded symbol's stream
+(`MarketStreamUser`, SPEC §10), noting when each trade reaches them; with
+LOAD_STREAM_LOG they write those arrivals there at the end, for
+bench/streams.py to time against the trades' executions.
 """
 
+import contextlib
+import csv
 import itertools
 import os
 import random
+import re
 import socket
 import time
+from urllib.parse import urlsplit
 
 import gevent
 from locust import FastHttpUser, User, constant, events, task
@@ -68,6 +78,12 @@ KEYED = (os.environ.get("LOAD_KEYS") or "1") != "0"
 AUTH_KEYS = Keys.load(os.environ["LOAD_AUTH_KEYS"]) if os.environ.get("LOAD_AUTH_KEYS") else None
 RESEND_FOR_S = 30.0  # how long a request is sent again before it counts as lost
 RESENT = "resent: "
+STREAMS = int(os.environ.get("LOAD_STREAMS") or 0)
+STREAM_LOG = os.environ.get("LOAD_STREAM_LOG")
+STREAM_SOURCES = 16  # loopback addresses the streams come from, as from many machines
+STREAM_RAMP_S = 2.0  # the streams open over this long, not all in the same instant
+TRADE_IDS = re.compile(rb"^event: trade\nid: (\d+)$", re.MULTILINE)
+ARRIVALS: list[tuple[float, list[bytes]]] = []  # (when, trade ids), as chunks arrive
 
 
 @events.test_start.add_listener
@@ -78,6 +94,20 @@ def _set_up(environment, **kwargs):
     warmup = float(os.environ.get("LOAD_WARMUP") or 0)
     if warmup > 0 and environment.runner is not None:
         gevent.spawn_later(warmup, environment.runner.stats.reset_all)
+
+
+@events.reset_stats.add_listener
+def _forget_arrivals(**kwargs):
+    ARRIVALS.clear()
+
+
+@events.test_stop.add_listener
+def _write_arrivals(environment, **kwargs):
+    if STREAM_LOG:
+        with open(STREAM_LOG, "w", newline="") as log:
+            rows = csv.writer(log)
+            rows.writerow(["trade_id", "arrived"])
+            rows.writerows((int(number), at) for at, numbers in ARRIVALS for number in numbers)
 
 
 class Trading:
@@ -149,6 +179,67 @@ class MarketDataUser(FastHttpUser):
     @task(1)
     def trades(self):
         _read(self.client, f"/symbols/{self.choose(SHAPE.traded_symbols())}/trades", "trades")
+
+
+class MarketStreamUser(User):
+    """A client following one traded symbol's stream (SPEC §10), its connection held open.
+
+    Its one request, `read: stream`, is timed to the first event; a stream
+    refused, or broken once open, counts as a failure of it, and is opened
+    again. The trades are not parsed: their ids are noted with the time their
+    chunk arrived.
+    """
+
+    fixed_count = STREAMS
+    wait_time = constant(0)
+
+    def on_start(self):
+        number = next(CLIENT_NUMBERS)
+        symbols = SHAPE.traded_symbols()
+        self.path = f"/symbols/{symbols[number % len(symbols)]}/stream"
+        host = urlsplit(self.host)
+        self.address = (host.hostname, host.port or 80)
+        loopback = host.hostname.startswith("127.")
+        self.source = (f"127.0.1.{number % STREAM_SOURCES + 1}", 0) if loopback else None
+        gevent.sleep(random.uniform(0, STREAM_RAMP_S))
+
+    @task
+    def follow(self):
+        started = time.perf_counter()
+        try:
+            with self._connection() as connection:
+                first = connection.recv(65536)
+                if not first.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(first.split(b"\r\n", 1)[0].decode("latin-1"))
+                self._opened(started, len(first))
+                while chunk := connection.recv(65536):
+                    numbers = TRADE_IDS.findall(chunk)
+                    if numbers:
+                        ARRIVALS.append((time.time(), numbers))
+            raise ConnectionError("the service ended the stream")
+        except (OSError, RuntimeError) as error:
+            self._opened(started, 0, error)
+            time.sleep(1.0)
+
+    def _connection(self) -> contextlib.closing:
+        connection = socket.create_connection(
+            self.address, timeout=TIMEOUT_S * 6, source_address=self.source
+        )
+        connection.sendall(
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.address[0]}\r\n"
+            "Accept: text/event-stream\r\n\r\n".encode()
+        )
+        return contextlib.closing(connection)
+
+    def _opened(self, started: float, length: int, error: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type="GET",
+            name=READ + "stream",
+            response_time=(time.perf_counter() - started) * 1000,
+            response_length=length,
+            exception=error,
+            context={},
+        )
 
 
 def _read(client, path: str, name: str, account: str | None = None) -> None:

@@ -32,7 +32,11 @@ class Config:
     idempotency_lease_seconds: float = 5.0
     idempotency_keep_hours: float = 24.0
     drain_seconds: float = 0.0
-    idle_transaction_seconds: float = 5.0
+    max_streams: int = 800
+    stream_poll_s: float = 0.5
+    stream_heartbeat_s: float = 15.0
+    stream_buffer_bytes: int = 1 << 20
+    deadline: float = 5.0
 
     @classmethod
     def from_env(cls, environ=os.environ) -> "Config":
@@ -64,9 +68,15 @@ class Config:
                 environ.get("EXCHANGE_IDEMPOTENCY_KEEP_HOURS", cls.idempotency_keep_hours)
             ),
             drain_seconds=float(environ.get("EXCHANGE_DRAIN_SECONDS", cls.drain_seconds)),
-            idle_transaction_seconds=float(
-                environ.get("EXCHANGE_DB_IDLE_TRANSACTION_TIMEOUT", cls.idle_transaction_seconds)
+            max_streams=int(environ.get("EXCHANGE_MAX_STREAMS", cls.max_streams)),
+            stream_poll_s=float(environ.get("EXCHANGE_STREAM_POLL_INTERVAL", cls.stream_poll_s)),
+            stream_heartbeat_s=float(
+                environ.get("EXCHANGE_STREAM_HEARTBEAT", cls.stream_heartbeat_s)
             ),
+            stream_buffer_bytes=int(
+                environ.get("EXCHANGE_STREAM_BUFFER_BYTES", cls.stream_buffer_bytes)
+            ),
+            deadline=float(environ.get("EXCHANGE_DEADLINE", cls.deadline)),
         )
 
 

@@ -7,6 +7,11 @@ launcher nor the database layer.
 from collections.abc import Mapping
 
 DEFAULT_BIND = "127.0.0.1:8000"
+LIVENESS = "/livez"
+# Health and metrics answer at once, never waiting for a request slot: a liveness
+# check that queued behind requests stuck on a hung database would get healthy
+# workers restarted.
+UNQUEUED_PATHS = frozenset({LIVENESS, "/readyz", "/health", "/metrics"})
 WILDCARDS = ("", "0.0.0.0", "::", "[::]")
 
 

@@ -21,19 +21,32 @@ class RateLimitedWarnings:
         self._remembered = remembered
         self._last: dict[str, float] = {}
         self._held_back: Counter[str] = Counter()
+        self._what: dict[str, str] = {}  # of the warnings held back, by client
 
     def warn(self, host: str, what: str) -> None:
         now = time.monotonic()
         if host in self._last and now - self._last[host] < self._every:
             self._held_back[host] += 1
+            self._what[host] = what
             return
         if len(self._last) >= self._remembered:
             self._last.clear()
             self._held_back.clear()
+            self._what.clear()
         self._last[host] = now
         held_back = self._held_back.pop(host, 0)
+        self._what.pop(host, None)
         more = f" ({held_back} more since the last warning)" if held_back else ""
         self._log.warning("client %s %s%s", host, what, more)
+
+    def flush(self) -> None:
+        """Log what is still held back, a line per client, so that a stop loses no count."""
+        for host, count in self._held_back.items():
+            self._log.warning(
+                "client %s %s (%d more since the last warning)", host, self._what[host], count
+            )
+        self._held_back.clear()
+        self._what.clear()
 
 
 def client_host(addr) -> str:

@@ -18,10 +18,11 @@ from collections.abc import Callable
 from app.auth import secret
 from app.client.transport import TransportError, tcp_sender
 from app.config import Config, switch
-from app.endpoints import reachable, web_url
+from app.endpoints import LIVENESS, reachable, web_url
 from app.local import cluster
-from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
+from app.local.supervisor import MAX_DELAY, ChildProcess, LocalDatabase, Part, Supervisor
 from app.shim.config import ShimConfig
+from app.web import metrics_directory
 
 log = logging.getLogger("app.run")
 
@@ -55,8 +56,12 @@ def main() -> int:
         ChildProcess("shim", SHIM_COMMAND, environment, shim_answers(shim_address), STOP_TIMEOUT),
     ]
     first_delay = float(environment.get("EXCHANGE_RESTART_DELAY") or 0.5)
+    max_delay = float(environment.get("EXCHANGE_RESTART_MAX_DELAY") or MAX_DELAY)
+    supervisor = Supervisor(
+        parts, first_delay, max_delay=max_delay, restarted=restarts_counted(environment)
+    )
     try:
-        return Supervisor(parts, first_delay).run()
+        return supervisor.run()
     except cluster.ClusterError as error:  # starting or stopping the local PostgreSQL
         log.error("%s", error)
         return 1
@@ -72,12 +77,23 @@ def check_settings(environment: dict[str, str]) -> None:
     Config.from_env(environment)
 
 
+def restarts_counted(environment: dict[str, str]) -> Callable[[str], None]:
+    """Count restarts where the web tier's `/metrics` shows them: in a metrics directory
+    owned by the launcher for the whole run, so that it outlives gunicorn's master."""
+    if not environment.get("PROMETHEUS_MULTIPROC_DIR"):
+        environment["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory.own_directory()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = environment["PROMETHEUS_MULTIPROC_DIR"]
+    from app.web.lifecycle import RESTARTS  # once the directory is set: it is read on import
+
+    return lambda part: RESTARTS.labels(part).inc()
+
+
 def web_answers(url: str) -> Callable[[], bool]:
     """Whether gunicorn serves: `/livez` answers 200 (it asks the database nothing)."""
 
     def answers() -> bool:
         try:
-            with urllib.request.urlopen(f"{url}livez", timeout=PROBE_TIMEOUT) as response:
+            with urllib.request.urlopen(url + LIVENESS[1:], timeout=PROBE_TIMEOUT) as response:
                 return response.status == 200
         except (OSError, http.client.HTTPException):  # refused, cut, timed out, not 200
             return False

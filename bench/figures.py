@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.stages import STAGES
+
 RESULTS = Path(__file__).resolve().parent / "results"
 LATEST = RESULTS / "latest"
 TWIN_SUFFIX = "@base"
@@ -46,6 +48,14 @@ RUN_FIELDS = [
     "shim_cpu_pct",
     "gunicorn_cpu_pct",
     "postgres_cpu_pct",
+    "db_commits_per_s",
+    "market_polls_per_s",
+    "streams",
+    "stream_deliveries",
+    "stream_p50_s",
+    "stream_p99_s",
+    "stream_max_s",
+    *(f"{stage}_{at}_ms" for stage in STAGES for at in ("p50", "p99")),
 ]
 TIER_NAMES = {
     "haproxy": "HAProxy",
@@ -168,7 +178,8 @@ class Results:
         return sum(row[field] for row in self.runs if row["point"] == point)
 
     def median(self, point: str, field: str = "requests_per_s") -> float | None:
-        return self.median_of(point, lambda row: row[field])
+        """None where the point has no such figure (a run before the field existed, say)."""
+        return self.median_of(point, lambda row: row.get(field))
 
     def median_of(self, point: str, value: Callable[[dict], float | None]) -> float | None:
         spread = self.spread_of(point, value)
@@ -259,6 +270,10 @@ class Results:
         def versus_base(point: str) -> float | None:
             return _ratio(self.median(point), self.median(base))
 
+        def peak_rss(point: str) -> float | None:
+            spread = self.spread(point, "service_rss_mb")
+            return spread.high if spread else None
+
         return [
             (Target("mixed over HTTP / pgbench", minimum=0.60, stretch=0.75),
              _ratio(self.median(base), ceiling.median if ceiling else None)),
@@ -299,6 +314,15 @@ class Results:
             (Target("keyed / unkeyed over HTTP", minimum=0.9), versus_base("http-keyed")),
             (Target("keyed / unkeyed over TCP", minimum=0.9),
              _ratio(self.median("tcp-keyed"), self.median("tcp"))),
+            (Target("orders with 1,000 streams / without", minimum=0.9),
+             versus_base("streams-1000")),
+            (Target("trade to stream p99 with 1,000 streams, s", maximum=1.0),
+             self.median("streams-1000", "stream_p99_s")),
+            (Target("market polls of the database/s, 1,000 streams / 10 streams", maximum=1.05),
+             _ratio(self.median("streams-1000", "market_polls_per_s"),
+                    self.median("streams-10", "market_polls_per_s"))),
+            (Target("service RSS, 1,000 streams / without", maximum=2.0),
+             _ratio(peak_rss("streams-1000"), peak_rss(base))),
         ]  # fmt: skip
 
     def tiers_table(self) -> list[list[str]]:
@@ -313,6 +337,60 @@ class Results:
                 continue
             total = sum(value or 0 for value in per_tier)
             rows.append([point, *(_number(value, ".2f") for value in per_tier), f"{total:.2f}"])
+        return rows
+
+    def stages_table(self) -> list[list[str]]:
+        """Per point, the medians of each stage's p50 and p99 (app/web/stages.py), ms."""
+        rows = [["point", *(f"{stage} p50 / p99" for stage in STAGES)]]
+        for point in self.points():
+            cells = []
+            for stage in STAGES:
+                p50, p99 = (self.median(point, f"{stage}_{at}_ms") for at in ("p50", "p99"))
+                cells.append("" if p99 is None else f"{p50:.1f} / {p99:.1f}")
+            if any(cells):
+                rows.append([point, *cells])
+        return rows
+
+    def streams_table(self) -> list[list[str]]:
+        """The base point and those with streams: how fast trades reached the streams, and
+        what the database did meanwhile. Empty when no point had streams."""
+        with_streams = [point for point in self.points() if self.median(point, "streams")]
+        if not with_streams:
+            return []
+        rows = [
+            [
+                "point",
+                "streams",
+                "req/s",
+                "trade to stream p50 s",
+                "p99 s",
+                "max s",
+                "DB commits/s",
+                "market polls/s",
+                "service RSS MB",
+                "load gen CPU %",
+            ]
+        ]
+        for point in [self.meta["base_point"], *with_streams]:
+            if point not in self.points():
+                continue
+            figures = [
+                ("streams", ".0f"),
+                ("requests_per_s", ".0f"),
+                ("stream_p50_s", ".3f"),
+                ("stream_p99_s", ".3f"),
+                ("stream_max_s", ".3f"),
+                ("db_commits_per_s", ".0f"),
+                ("market_polls_per_s", ".1f"),
+            ]
+            rows.append(
+                [point]
+                + [_number(self.median(point, field), spec) for field, spec in figures]
+                + [
+                    f"{self.spread(point, 'service_rss_mb').high:.0f}",
+                    f"{self.median(point, 'loadgen_cpu_pct'):.0f}",
+                ]
+            )
         return rows
 
     def targets_table(self) -> list[list[str]]:

@@ -203,6 +203,12 @@ def write_page(results: Results, plots: list[str]) -> None:
     before_after = (
         [results.comparison_caption(), "", render_markdown(comparison), ""] if comparison else []
     )
+    streams = results.streams_table()
+    with_streams = (
+        ["Streams of live market data, from the same run:", "", render_markdown(streams), ""]
+        if streams
+        else []
+    )
     section = "\n".join(
         [
             BEGIN,
@@ -218,6 +224,11 @@ def write_page(results: Results, plots: list[str]) -> None:
             render_markdown(results.table()),
             "",
             *before_after,
+            *with_streams,
+            "Where a request's time went, stage by stage (ms, p50 / p99, app/web/stages.py):",
+            "",
+            render_markdown(results.stages_table()),
+            "",
             "Targets, from the same run:",
             "",
             render_markdown(results.targets_table()),

@@ -53,7 +53,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
-from bench import figures, workload
+from bench import figures, stages, streams, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
 from bench.keys import issue_keys
 from bench.service import (
@@ -75,6 +75,8 @@ SAMPLE_EVERY_S = 1.0
 IDLE_CPU_WARNING_PCT = 1.0
 ATTACKERS = 500
 READERS = 8
+STREAMS = (10, 1000)  # clients following streams, beside the traders
+STREAMS_WARMUP_S = 6.0  # the least warm-up of a point with streams: they open meanwhile
 BOOK_100K = Shape(symbols=1, resting=100_000)  # the one symbol traded, and its deep book
 ATTACK_SOURCE = "127.0.0.2"  # another address than the load's, as another machine's would be
 ATTACK_RAMP_S = 2.0  # the slow connections open before the load starts
@@ -98,6 +100,7 @@ class Point:
     auth: bool = False  # the service with authentication on, every request signed
     keyed: bool = False  # every request under an idempotency key (SPEC §9)
     cluster: bool = False  # measured on `make cluster`: 3 instances behind HAProxy
+    streams: int = 0  # clients following a traded symbol's stream meanwhile
 
     @property
     def service_state(self) -> tuple[int, int, bool]:
@@ -189,6 +192,12 @@ def plan(
         "cluster-tcp": replace(
             base, label="make cluster: 3 instances, HAProxy, TCP", transport="tcp", cluster=True
         ),
+        **{
+            f"streams-{count}": replace(
+                base, label=f"the same, and {count:,} clients following streams", streams=count
+            )
+            for count in STREAMS
+        },
         "http-attacked": replace(
             base, label=f"HTTP, {ATTACKERS} slow clients attacking", attackers=ATTACKERS
         ),
@@ -458,13 +467,16 @@ class Bench:
     def _measure(self, round_number: int, name: str, point: Point) -> dict:
         prefix = self.directory / "locust" / f"{name}-{round_number}"
         prefix.parent.mkdir(exist_ok=True)
-        length = self.settings.warmup + self.settings.seconds
+        warmup = max(self.settings.warmup, STREAMS_WARMUP_S if point.streams else 0)
+        length = warmup + self.settings.seconds
         service = self._service_of(point)
         command, environment = locust_command(
-            point, service, prefix, self.settings.warmup, length, seed=round_number
+            point, service, prefix, warmup, length, seed=round_number
         )
         if point.auth:
             environment["LOAD_AUTH_KEYS"] = str(self._keys)
+        commits_before, polls_before = self._commits(service), service.market_polls()
+        stages_before = stages.buckets(service.metrics())
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
@@ -498,7 +510,11 @@ class Bench:
             busy = machine_busy_s() - busy_before
         # The load generator's CPU: locust's, and the attack's (counted once it has exited).
         loadgen_cpu = (_children_cpu_s() - children_before) / (time.monotonic() - loading_since)
+        commits = self._commits(service) - commits_before
+        polls = service.market_polls() - polls_before
+        spent = stages.quantiles(stages_before, stages.buckets(service.metrics()))
         stats = aggregated(Path(f"{prefix}_stats.csv"))
+        reached = streams.delays(Path(f"{prefix}_arrivals.csv"), self._query(service))
         return {
             "point": name,
             "round": round_number,
@@ -521,7 +537,28 @@ class Bench:
                 f"{tier}_cpu_pct": round(100 * (tiers_after[tier] - tiers_before[tier]) / wall, 1)
                 for tier in TIERS
             },
+            "db_commits_per_s": round(commits / wall, 1),
+            "market_polls_per_s": round(polls / wall, 2),
+            "streams": point.streams,
+            "stream_deliveries": reached.deliveries if reached else 0,
+            "stream_p50_s": round(reached.p50_s, 4) if reached else 0.0,
+            "stream_p99_s": round(reached.p99_s, 4) if reached else 0.0,
+            "stream_max_s": round(reached.max_s, 4) if reached else 0.0,
+            **{
+                f"{stage}_{name}_ms": round(seconds * 1000, 2)
+                for stage, at in spent.items()
+                for name, seconds in zip(("p50", "p99"), at, strict=True)
+            },
         }
+
+    def _query(self, service: Service):
+        """`query(sql)`: psql's unaligned answer from the service's database."""
+        return lambda sql: self._client("psql", "-Atc", sql, service.database)
+
+    def _commits(self, service: Service) -> int:
+        """Transactions the service's database has committed so far: every statement
+        the exchange sends on its own, and every transaction, counts one."""
+        return int(self._query(service)(streams.COMMITS))
 
     @contextlib.contextmanager
     def _attack(self, point: Point, service: Service, prefix: Path):
@@ -670,6 +707,9 @@ def locust_command(
     users = ["LegacyTcpUser" if point.transport == "tcp" else "ExchangeHttpUser"]
     if point.readers:
         users.append("MarketDataUser")
+    if point.streams:
+        users.append("MarketStreamUser")
+    everyone = str(point.clients + point.readers + point.streams)
     command = [
         sys.executable,
         "-m",
@@ -683,9 +723,9 @@ def locust_command(
         "--exit-code-on-error",
         "0",
         "-u",
-        str(point.clients + point.readers),
+        everyone,
         "-r",
-        str(point.clients + point.readers),
+        everyone,
         "-t",
         f"{length:g}s",
         "--host",
@@ -703,6 +743,8 @@ def locust_command(
         LOAD_SEED=str(seed),
         LOAD_READERS=str(point.readers),
         LOAD_KEYS="1" if point.keyed else "0",
+        LOAD_STREAMS=str(point.streams),
+        LOAD_STREAM_LOG=f"{prefix}_arrivals.csv",
     )
     return command, environment
 
@@ -789,8 +831,11 @@ def main() -> int:
     comparison = results.comparison()
     if comparison:
         say(f"{results.comparison_caption()}\n\n{figures.render_text(comparison)}\n")
+    if results.streams_table():
+        say(f"{figures.render_text(results.streams_table())}\n")
     say(figures.render_text(results.targets_table()))
     say(f"\nCPU ms per request by tier\n\n{figures.render_text(results.tiers_table())}")
+    say(f"\nWhere a request's time went, ms\n\n{figures.render_text(results.stages_table())}")
     say(f"\nraw figures in {_show(directory)}; {(time.monotonic() - bench.started) / 60:.1f} min")
     return 0
 

@@ -8,6 +8,7 @@ checkout, see bench/baseline.py), with our interpreter.
 """
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -146,6 +147,17 @@ class Service:
     def _all_running(self) -> bool:
         """gunicorn's master, every worker, and the shim."""
         return len(self.service_pids()) > self.workers + 1
+
+    def metrics(self) -> str:
+        """Its /metrics, summed over its workers."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def market_polls(self) -> float:
+        """The polls its market feeds have made so far (app/market/feed.py), from /metrics."""
+        scraped = self.metrics()
+        found = re.search(r"^exchange_market_poll_duration_seconds_count (\S+)$", scraped, re.M)
+        return float(found[1]) if found else 0.0
 
     def _healthy(self) -> bool:
         try:

@@ -37,9 +37,11 @@ MAX_AMOUNT = 100
 # Preloaded orders rest far from where the load trades, so they deepen the
 # book without ever matching.
 RESTING_FROM_CENTS, RESTING_TO_CENTS = 2_000, 5_000
-RESTING_PER_DOCUMENT = 1_000
+# Few enough a document that sixteen at once finish well within the service's
+# deadline (EXCHANGE_DEADLINE, 5 s), which a request's children share.
+RESTING_PER_DOCUMENT = 100
 READ = "read: "  # the prefix of the reads' names in locust's statistics
-PROGRESS_EVERY = 10  # documents of resting orders between two lines of progress
+PROGRESS_EVERY = 100  # documents of resting orders between two lines of progress
 REMEMBERED_ORDERS = 100  # earlier orders a client keeps per account, to query and cancel
 
 # The share of each kind of child, in the order they are drawn.

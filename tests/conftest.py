@@ -116,6 +116,16 @@ def server(database_url, schema_engine, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def one_worker_server(database_url, schema_engine, tmp_path_factory):
+    """A real gunicorn of one worker: stopping it drops every stream, and gunicorn starts
+    another in its place."""
+    with running_gunicorn(
+        database_url, tmp_path_factory.mktemp("one-worker") / "gunicorn.log", EXCHANGE_WORKERS="1"
+    ) as gunicorn:
+        yield gunicorn
+
+
+@pytest.fixture(scope="session")
 def shim(server):
     """A shim in front of the session's server, in the default framing: bare reply, then close."""
     with running_shim(server, *SHIM_LIMIT_FLAG) as running:

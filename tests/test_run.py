@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,3 +151,41 @@ def test_listening_beyond_loopback_with_authentication_off_is_warned_about_once_
         assert all("EXCHANGE_AUTH=on" in line for line in warned)
         assert any("the service listens on 0.0.0.0" in line for line in warned)
         assert any("the shim listens on 0.0.0.0" in line for line in warned)
+
+
+def test_a_part_that_served_is_restarted_for_as_long_as_it_takes_and_comes_back(
+    database_url, tmp_path
+):
+    """The shim's port taken by another program after it served: what stops it needs a
+    person, not a stop of everything. Restarted every 0.2 s (the test's longest pause,
+    8 s by default), far more than 5 times in 60 s, it comes back once the port is free."""
+    with running_launcher(
+        tmp_path / "run.log",
+        DATABASE_URL=database_url,
+        EXCHANGE_RESTART_DELAY="0.2",
+        EXCHANGE_RESTART_MAX_DELAY="0.2",
+    ) as launcher:
+        launcher.wait_until_serving()
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            os.kill(launcher.child_pid("app.shim"), signal.SIGKILL)
+            bind_once_free(squatter, launcher.shim_address)
+            squatter.listen()
+            launcher.wait_for_log("shim was killed by SIGKILL; restarting in")
+            while launcher.log_text().count("shim exited with status 1; restarting in") < 6:
+                assert launcher.process.poll() is None, launcher.log_text()
+                time.sleep(0.1)
+        launcher.wait_for_log("shim back after")
+        launcher.wait_until_serving()
+        assert launcher.interrupt() == 0
+
+
+def bind_once_free(listener: socket.socket, address: tuple[str, int], timeout: float = 1.0):
+    """Bind as soon as the killed process holding the address is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return listener.bind(address)
+        except OSError:
+            assert time.monotonic() < deadline, f"{address} not free within {timeout} s"
+            time.sleep(0.005)

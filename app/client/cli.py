@@ -8,7 +8,9 @@ Without `--tcp` or `--http` it asks the HTTP service at `EXCHANGE_BIND`, the
 address `make run` serves on, as the shim does under `make run`.
 
     python -m app.client account 123456          # and orders, book, trades:
-    python -m app.client book SPY --watch        # tables (app/client/reads.py)
+    python -m app.client book SPY                # tables (app/client/reads.py)
+    python -m app.client book SPY --watch        # following the symbol's stream
+    python -m app.client trades SPY --follow     # (app/client/live.py)
 
 Each file (or stdin, also named `-`) is one request (app/client/transport.py
 says how it travels), sent with an idempotency key of its own and sent again
@@ -25,7 +27,7 @@ from pathlib import Path
 from lxml import etree
 
 from app.auth.proof import Credentials
-from app.client import reads
+from app.client import live, reads
 from app.client.resend import RESEND_FOR_S, NotTaken, keyed_http_sender, keyed_tcp_sender
 from app.client.transport import TransportError
 from app.endpoints import web_url
@@ -46,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         _add_http_options(after_name, default=argparse.SUPPRESS)
         reads.add_subcommands(parser, after_name)
         args = parser.parse_args(argv)
-        return reads.run(args, args.http, args.timeout, _credentials(parser, args))
+        credentials = _credentials(parser, args)
+        if getattr(args, "watch", False) or getattr(args, "follow", False):
+            return live.run(args, args.http, args.timeout)  # market data: public
+        return reads.run(args, args.http, args.timeout, credentials)
     parser = _parser()
     args = parser.parse_args(argv)
     credentials = _credentials(parser, args)

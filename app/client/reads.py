@@ -2,11 +2,12 @@
 
     python -m app.client account 123456
     python -m app.client orders 123456 --sym SPY
-    python -m app.client book SPY --depth 5 --watch
+    python -m app.client book SPY --depth 5
     python -m app.client trades SPY --limit 20
 
 They read the HTTP service's read-only resources (SPEC §7), which need no
-request document and, for market data, no account.
+request document and, for market data, no account. `book --watch` and
+`trades --follow` follow the symbol's stream instead (app/client/live.py).
 """
 
 import argparse
@@ -23,7 +24,6 @@ from app.auth.proof import Credentials
 from app.client.transport import request_target
 
 SUBCOMMANDS = frozenset({"account", "orders", "book", "trades"})
-WATCH_EVERY_S = 1.0
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
@@ -47,30 +47,38 @@ def add_subcommands(parser: argparse.ArgumentParser, common: argparse.ArgumentPa
     book = add_parser("book", help="a symbol's open orders by price level")
     book.add_argument("symbol")
     book.add_argument("--depth", type=int, default=10, help="price levels a side (1-1000)")
-    book.add_argument("--watch", action="store_true", help="redraw every second until Ctrl-C")
+    book.add_argument(
+        "--watch", action="store_true", help="follow the symbol's stream: redraw as it changes"
+    )
     trades = add_parser("trades", help="a symbol's latest executions, newest first")
     trades.add_argument("symbol")
     trades.add_argument("--limit", type=int, default=50, help="how many (1-1000)")
+    trades.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow the symbol's stream: print each trade as it happens, oldest first",
+    )
 
 
 def run(
     args: argparse.Namespace, base_url: str, timeout: float, credentials: Credentials | None = None
 ) -> int:
-    """Print the table the subcommand asks for (redrawn every second with --watch)."""
+    """Print the table the subcommand asks for."""
 
     def get(path: str, **query) -> etree._Element:
         present = {name: value for name, value in query.items() if value is not None}
         return fetch(base_url, path, present, timeout, credentials)
 
-    show = _page(args, get)
     try:
-        if getattr(args, "watch", False):
-            return _watch(show)
-        print(show())
+        print(_page(args, get)())
     except (ReadFailed, OSError) as error:
-        print(f"python -m app.client {args.read}: {error}", file=sys.stderr)
-        return 1
+        return failed(args, error)
     return 0
+
+
+def failed(args: argparse.Namespace, error: Exception) -> int:
+    print(f"python -m app.client {args.read}: {error}", file=sys.stderr)
+    return 1
 
 
 def _page(args: argparse.Namespace, get) -> Callable[[], str]:
@@ -82,18 +90,6 @@ def _page(args: argparse.Namespace, get) -> Callable[[], str]:
     if args.read == "book":
         return lambda: book_ladder(get(f"/symbols/{quoted(args.symbol)}/book", depth=args.depth))
     return lambda: trades_table(get(f"/symbols/{quoted(args.symbol)}/trades", limit=args.limit))
-
-
-def _watch(show: Callable[[], str]) -> int:
-    try:
-        while True:
-            page = show()
-            print(
-                f"{CLEAR_SCREEN}{time.strftime('%H:%M:%S')}  (Ctrl-C to stop)\n{page}", flush=True
-            )
-            time.sleep(WATCH_EVERY_S)
-    except KeyboardInterrupt:
-        return 0
 
 
 def fetch(
@@ -108,9 +104,17 @@ def fetch(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return _parse(response.read())
     except urllib.error.HTTPError as error:
+        raise refusal(error) from None
+
+
+def refusal(error: urllib.error.HTTPError) -> ReadFailed:
+    """Why the service refused, from its error document (or else the HTTP reason)."""
+    try:
         reply = _parse(error.read())
         why = reply.findtext("error") or reply.text or error.reason
-        raise ReadFailed(f"{why} (HTTP {error.code})") from None
+    except ReadFailed:
+        why = error.reason
+    return ReadFailed(f"{why} (HTTP {error.code})")
 
 
 def _parse(body: bytes) -> etree._Element:

@@ -13,23 +13,20 @@ what is signed over TCP.
 
 import http.client
 import random
-import re
 import secrets
 import time
 from collections.abc import Callable
 
 import tenacity
+from lxml import etree
 
 from app.auth.proof import Credentials
 from app.client.transport import TransportError, http_post, tcp_sender
+from app.outcomes import outcome_of
 
 HEADER = "Idempotency-Key"
 RESENT_STATUSES = frozenset({409, 502, 503, 504})
-# A reply that is only the error of a request not taken: the shim's, or a repeat's.
-NOT_TAKEN = re.compile(
-    rb"\s*(<\?xml[^>]*\?>\s*)?<results>\s*<error>"
-    rb"(request in progress|service unavailable[^<]*)</error>\s*</results>\s*"
-)
+IN_PROGRESS = "request in progress"
 FIRST_PAUSE_S = 0.05
 LONGEST_PAUSE_S = 2.0
 RESEND_FOR_S = 60.0
@@ -53,8 +50,18 @@ def with_prefix(key: str, body: bytes) -> bytes:
 
 
 def not_taken(reply: bytes) -> bool:
-    """Whether a reply over TCP says the request was not taken, or is still running."""
-    return NOT_TAKEN.fullmatch(reply) is not None
+    """Whether a reply over TCP says the request was not taken, or is still running: the
+    first attempt's 409, or every child failed for want of a part of the service (the
+    shim's own error, or the service's per child: app/outcomes.py), whatever the outcome,
+    as a repeat under the key runs nothing twice."""
+    try:
+        root = etree.fromstring(reply, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return False
+    texts = [child.text for child in root if child.tag == "error"]
+    if root.tag != "results" or not texts or len(texts) != len(root):
+        return False
+    return texts == [IN_PROGRESS] or all(outcome_of(text) is not None for text in texts)
 
 
 def resending(attempt: Callable[[], bytes], resend_for: float = RESEND_FOR_S) -> bytes:

@@ -86,6 +86,28 @@ class ShowTrades:
 
 Read = ShowAccount | ListOrders | ShowBook | ShowTrades
 
+
+@dataclass(frozen=True, slots=True)
+class WatchedSymbol:
+    """A symbol some live streams follow (SPEC §10): the book's depth they want, and the
+    last trade they have, None for a symbol followed from now on."""
+
+    symbol: str
+    depth: int
+    after: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollMarket:
+    """One look at what changed on the watched symbols, for every stream at once.
+
+    `resumed` are streams coming back with the last trade they got: (symbol, trade id).
+    """
+
+    watched: tuple[WatchedSymbol, ...]
+    resumed: tuple[tuple[str, int], ...] = ()
+
+
 Command = CreateAccount | CreateSymbol | MintShares | PlaceOrder | QueryOrder | CancelOrder | Read
 
 

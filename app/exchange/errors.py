@@ -13,7 +13,6 @@ class Reason(Enum):
     INSUFFICIENT_SHARES = "insufficient shares: order needs {needed}, position is {available}"
     TOO_MANY_OPEN_ORDERS = "too many open orders"
     NOT_PERMITTED = "not permitted"
-    DATABASE_UNAVAILABLE = "database unavailable: this item may not have been applied"
 
 
 class Rejected(Exception):
@@ -22,3 +21,12 @@ class Rejected(Exception):
     def __init__(self, reason: Reason, **details):
         super().__init__(reason.value.format(**details))
         self.reason = reason
+
+
+class CommitUnconfirmed(Exception):
+    """The connection broke, or the deadline passed, after COMMIT was sent and before its
+    answer came: the transaction may have been applied, so it is not run again."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error

@@ -129,6 +129,50 @@ class Trades:
     trades: tuple[Trade, ...]
 
 
-Report = AccountStatement | OpenOrders | Book | Trades  # what a read answers
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A symbol and its last trade's price and time; neither until it has traded."""
+
+    symbol: str
+    price: Decimal | None
+    time: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quotes:
+    """Every symbol, in byte order, with its last trade (SPEC §10's `GET /symbols`)."""
+
+    quotes: tuple[Quote, ...]
+
+
+Report = AccountStatement | OpenOrders | Book | Trades | Quotes  # what a read answers
+
+
+@dataclass(frozen=True, slots=True)
+class NumberedTrade:
+    """A trade with its execution's id, which grows with every trade of a symbol (SPEC §10)."""
+
+    id: int
+    trade: Trade
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolChanges:
+    """A watched symbol as one poll saw it: its book, the id of its latest trade (0 if it
+    never traded), and its trades after the last one its streams had, oldest first."""
+
+    book: Book
+    latest_trade_id: int
+    trades: tuple[NumberedTrade, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketChanges:
+    """One poll's answer: the watched symbols that exist, and for each stream coming back
+    (symbol, last trade id) the trades it missed, oldest first."""
+
+    symbols: dict[str, SymbolChanges]
+    resumed: dict[tuple[str, int], tuple[NumberedTrade, ...]]
+
 
 Result = Created | Opened | Status | Canceled | Failed | Report

@@ -26,17 +26,33 @@ from app.exchange.commands import (
     ShowBook,
     ShowTrades,
 )
-from app.exchange.errors import Reason, Rejected
+from app.exchange.errors import CommitUnconfirmed, Reason, Rejected
 from app.exchange.results import Canceled, Created, Failed, Opened, Result, Status
 from app.exchange.transactions import Exchange
 from app.idempotency.claims import Child, Claim, ClaimLost
+from app.outcomes import Unavailable
 from app.storage.engine import first_line
 from app.storage.session import ahead_of_the_next_message
+from app.storage.waits import timed_out
 
 log = logging.getLogger(__name__)
 
 # The commands whose effect a child's record proves, with what it answered.
 EFFECTS = (CreateAccount, MintShares, PlaceOrder, CancelOrder)
+
+DATABASE_FAILURES = {
+    failure.text(): failure
+    for failure in (
+        Unavailable.DATABASE,
+        Unavailable.DATABASE_AFTER_COMMIT,
+        Unavailable.DEADLINE,
+        Unavailable.DEADLINE_AFTER_COMMIT,
+    )
+}
+NOT_RUN = {
+    Unavailable.DATABASE_AFTER_COMMIT: Unavailable.DATABASE,
+    Unavailable.DEADLINE_AFTER_COMMIT: Unavailable.DEADLINE,
+}
 
 
 def answer(
@@ -44,6 +60,8 @@ def answer(
 ) -> list[tuple[Echo, Result]]:
     """One reply per item, in item order; a failure never undoes an earlier success.
 
+    Only the check of the acting account, before any item runs, raises a
+    database error: once an item has run, every failure is an item's reply.
     Under a claim, the lease is renewed between items when due; a claim found
     taken over raises ClaimLost, and the attempt that took it answers.
     """
@@ -52,6 +70,7 @@ def answer(
         return [(item.echo, failure) for item in request.items]
 
     replies = []
+    uncreated: dict[str, Failed] = {}  # symbols whose creation failed: their grants are not run
     for index, item in enumerate(request.items):
         if claim is not None and claim.renewal_due():
             _renew(exchange, claim)
@@ -59,7 +78,15 @@ def answer(
         if item.problem is not None:
             replies.append((item.echo, Failed(item.problem)))
         elif isinstance(command, CreateSymbol):
-            exchange.create_symbol(command)
+            created = _execute(perform, exchange, command)
+            if isinstance(created, Failed):
+                uncreated[command.symbol] = _not_run(created)
+            else:
+                uncreated.pop(command.symbol, None)
+        elif isinstance(command, MintShares) and command.symbol in uncreated:
+            replies.append((item.echo, uncreated[command.symbol]))
+            if claim is not None:
+                claim.ran(index, recorded=False)
         elif claim is not None and index in claim.recorded:
             order_id = claim.recorded[index]
             replies.append((item.echo, _execute(recorded, exchange, command, order_id)))
@@ -119,15 +146,38 @@ def _renew(exchange: Exchange, claim: Claim) -> None:
     claim.leased()
 
 
+def _not_run(failure: Failed) -> Failed:
+    """The reply of an item not run because a step it needed failed: not applied, whatever
+    that step's own outcome."""
+    kind = DATABASE_FAILURES.get(failure.reason)
+    if kind not in NOT_RUN:
+        return failure
+    return Failed(NOT_RUN[kind].text(), cause=failure.cause)
+
+
 def database_failed(result: Result) -> bool:
-    """Whether the item failed for want of the database (it may have been applied)."""
-    return isinstance(result, Failed) and result.reason == Reason.DATABASE_UNAVAILABLE.value
+    """Whether the item failed for want of the database or of time (not applied, or
+    perhaps applied: the text says which)."""
+    return isinstance(result, Failed) and result.reason in DATABASE_FAILURES
+
+
+def database_failure(error: DBAPIError, after_commit: bool = False) -> Failed:
+    """The reply to an item, or a whole request, that the database failed: a timeout or an
+    unreachable server, and whether it may have been applied."""
+    if timed_out(error):
+        failure = Unavailable.DEADLINE_AFTER_COMMIT if after_commit else Unavailable.DEADLINE
+    else:
+        failure = Unavailable.DATABASE_AFTER_COMMIT if after_commit else Unavailable.DATABASE
+    return Failed(failure.text(), cause=first_line(error))
 
 
 def perform(exchange: Exchange, command: Command, child: Child | None = None) -> Result:
     """Run one command, recording it as `child` when given; a refusal raises `Rejected`,
     a database failure `DBAPIError`."""
     match command:
+        case CreateSymbol():
+            exchange.create_symbol(command)
+            return Created()
         case CreateAccount():
             exchange.create_account(command, child)
             return Created()
@@ -163,13 +213,16 @@ def recorded(exchange: Exchange, command: Command, order_id: int | None) -> Resu
     return Created()
 
 
-def _execute(run: Callable[..., Result], *arguments) -> Result:
+def _execute(run: Callable[..., Result], exchange: Exchange, command: Command, *more) -> Result:
     try:
-        return run(*arguments)
+        return run(exchange, command, *more)
     except Rejected as rejection:
         return Failed(str(rejection))
+    # Not logged here: an outage fails every request, and the web tier logs it
+    # once when it begins, then a summary (app/web/outage.py).
+    except CommitUnconfirmed as unconfirmed:
+        log.debug("commit unconfirmed while executing %r", command, exc_info=True)
+        return database_failure(unconfirmed.error, after_commit=True)
     except DBAPIError as error:
-        # Not logged here: an outage fails every request, and the web tier
-        # logs it once when it begins, then a summary (app/web/outage.py).
-        log.debug("database error while executing an item", exc_info=True)
-        return Failed(Reason.DATABASE_UNAVAILABLE.value, cause=first_line(error))
+        log.debug("database error while executing %r", command, exc_info=True)
+        return database_failure(error)

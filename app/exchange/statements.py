@@ -9,12 +9,14 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     Boolean,
+    DateTime,
     Integer,
     LargeBinary,
     Select,
     Text,
     any_,
     bindparam,
+    cast,
     exists,
     func,
     insert,
@@ -100,6 +102,7 @@ LOCK_SYMBOL = Statement(
     select(symbols.c.symbol)
     .where(symbols.c.symbol == bindparam("symbol"))
     .with_for_update(key_share=True),
+    waits_for_a_lock=True,
 )
 
 # A mint is recorded, and its shares added, only for an account that exists.
@@ -328,6 +331,7 @@ LOCK_SYMBOL_OF_ORDER = Statement(
         .scalar_subquery()
     )
     .with_for_update(key_share=True),
+    waits_for_a_lock=True,
 )
 
 
@@ -522,38 +526,44 @@ def _open_orders() -> Statement:
 OPEN_ORDERS = _open_orders()
 
 
-def _price_levels(is_buy: bool):
-    """The best `:depth` price levels of one side of `:symbol`'s book, aggregated.
+def _price_levels(is_buy: bool, symbol, depth):
+    """The best `depth` price levels of one side of `symbol`'s book, aggregated.
 
     A walk down the side's partial index (book_buys or book_sells): each step
     finds the next distinct price with one index probe, then sums the orders
     at that price, so the cost grows with the levels shown, not with the
-    orders resting beyond them.
+    orders resting beyond them. `symbol` and `depth` are parameters, or the
+    columns of an outer row (a poll walks every watched symbol's book).
     """
     price = orders.c.limit_price
-    on_side = (
-        orders.c.symbol == bindparam("symbol", type_=Text),
-        orders.c.side == _side(is_buy),
-        orders.c.open_shares > 0,
-    )
+    on_side = (orders.c.symbol == symbol, orders.c.side == _side(is_buy), orders.c.open_shares > 0)
     best_first = price.desc() if is_buy else price
     first = (
         select(price.label("price"), literal(1, Integer).label("level"))
         .where(*on_side)
         .order_by(best_first)
         .limit(1)
+        .correlate_except(orders)
     )
-    levels = first.cte(f"{_side(is_buy)}_levels", recursive=True)
+    levels = first.cte(f"{_side(is_buy)}_levels", recursive=True, nesting=True)
     worse = price < levels.c.price if is_buy else price > levels.c.price
-    following = select(price).where(*on_side, worse).order_by(best_first).limit(1).scalar_subquery()
+    following = (
+        select(price)
+        .where(*on_side, worse)
+        .order_by(best_first)
+        .limit(1)
+        .correlate_except(orders)
+        .scalar_subquery()
+    )
     levels = levels.union_all(
-        select(following, levels.c.level + 1).where(
-            levels.c.price.is_not(None), levels.c.level < bindparam("depth", type_=Integer)
-        )
+        select(following, levels.c.level + 1)
+        .where(levels.c.price.is_not(None), levels.c.level < depth)
+        .correlate_except(levels)
     )
     at_level = (
         select(func.sum(orders.c.open_shares).label("shares"), func.count().label("orders"))
         .where(*on_side, price == levels.c.price)
+        .correlate_except(orders)
         .lateral(f"{_side(is_buy)}_level")
     )
     return (
@@ -569,12 +579,19 @@ def _price_levels(is_buy: bool):
     )
 
 
+def _sides(symbol, depth):
+    """Both sides of `symbol`'s book, `depth` levels each, as one subquery (see `_price_levels`)."""
+    return union_all(
+        _price_levels(True, symbol, depth), _price_levels(False, symbol, depth)
+    ).subquery("sides")
+
+
 def _book() -> Statement:
     """Both sides of `:symbol`'s book, bids first, each best first; none if no such symbol.
 
     A symbol with an empty book gives one row with no level.
     """
-    sides = union_all(_price_levels(True), _price_levels(False)).subquery("sides")
+    sides = _sides(bindparam("symbol", type_=Text), bindparam("depth", type_=Integer))
     return Statement(
         "book",
         select(sides.c.is_bid, sides.c.price, sides.c.shares, sides.c.orders)
@@ -587,19 +604,27 @@ def _book() -> Statement:
 BOOK = _book()
 
 
+def _tape(symbol, limit, after=None, oldest_first: bool = False):
+    """`symbol`'s executions through the `tape` index (see `_one_of`), `limit` at most:
+    the newest first, or the oldest first; only those after the id `after` when given."""
+    tape_order = (executions.c.symbol, executions.c.id)
+    conditions = [_one_of(executions.c.symbol, symbol)]
+    if after is not None:
+        conditions.append(executions.c.id > after)
+    return (
+        select(executions.c.id, executions.c.shares, executions.c.price, executions.c.executed_at)
+        .where(*conditions)
+        .order_by(*(tape_order if oldest_first else (column.desc() for column in tape_order)))
+        .limit(limit)
+    )
+
+
 def _trades() -> Statement:
-    """`:symbol`'s `:limit` latest executions, newest first, through the `tape` index
-    (see `_one_of`).
+    """`:symbol`'s `:limit` latest executions, newest first.
 
     One row with no trade when there are none, none when no such symbol.
     """
-    recent = (
-        select(executions.c.id, executions.c.shares, executions.c.price, executions.c.executed_at)
-        .where(_one_of(executions.c.symbol, symbols.c.symbol))
-        .order_by(executions.c.symbol.desc(), executions.c.id.desc())
-        .limit(bindparam("limit", type_=Integer))
-        .lateral("recent")
-    )
+    recent = _tape(symbols.c.symbol, bindparam("limit", type_=Integer)).lateral("recent")
     return Statement(
         "trades",
         select(recent.c.shares, recent.c.price, recent.c.executed_at)
@@ -774,3 +799,105 @@ def _purge() -> Statement:
 
 
 PURGE_REQUESTS = _purge()
+# -- live market data (SPEC §10): one statement per poll, whatever the audience ----
+
+MARKET_PAGE = 1000  # a symbol's new trades per poll at most; the rest come with the next
+RESUMABLE = 1000  # trades a resuming stream can get back: the symbol's last 1,000
+
+SYMBOL_EXISTS = Statement(
+    "symbol_exists", select(symbols.c.symbol).where(symbols.c.symbol == bindparam("symbol"))
+)
+
+
+def _symbols() -> Statement:
+    """Every symbol with its last trade's price and time (none if it never traded), in byte
+    order: one probe of the tape index per symbol."""
+    last = _tape(symbols.c.symbol, 1).lateral("last")
+    return Statement(
+        "symbols",
+        select(symbols.c.symbol, last.c.price, last.c.executed_at)
+        .select_from(symbols.outerjoin(last, true()))
+        .order_by(symbols.c.symbol.collate("C")),
+    )
+
+
+SYMBOLS = _symbols()
+
+
+# The columns of a poll's rows; each part fills some and leaves the others null.
+_POLL_COLUMNS = {
+    "symbol": Text,
+    "after": BigInteger,
+    "id": BigInteger,
+    "shares": NUMBER,
+    "price": NUMBER,
+    "executed_at": DateTime(timezone=True),
+    "is_bid": Boolean,
+    "level": Integer,
+    "orders": BigInteger,
+}
+
+
+def _poll_part(name: str, **given) -> Select:
+    """One part of a poll's rows: the columns `given`, typed nulls for the others."""
+    return select(
+        literal(name, Text).label("part"),
+        *(
+            (given[column] if column in given else cast(null(), kind)).label(column)
+            for column, kind in _POLL_COLUMNS.items()
+        ),
+    )
+
+
+def _trade_columns(trades) -> dict:
+    return {name: trades.c[name] for name in ("id", "shares", "price", "executed_at")}
+
+
+def _poll_market() -> Statement:
+    """What changed on the watched symbols, in one snapshot: rows of four parts.
+
+    `:watched_*` name each watched symbol, the depth of book its streams want,
+    and the last trade they have (null for a symbol watched from now on).
+    `head`: per watched symbol that exists, its latest trade's id (null if it
+    never traded); `level`: its book, as BOOK's rows; `trade`: its trades after
+    `after`, oldest first, `:page` at most. `:resumed_*` are streams coming
+    back (SPEC §10): `resumed` rows are the trades after their `after` among
+    the symbol's last RESUMABLE, each row naming the pair it answers.
+    """
+    watched = _rows("watched", symbol=Text, depth=Integer, after=BigInteger)
+    resumed = _rows("resumed", symbol=Text, after=BigInteger)
+    latest = _tape(watched.c.symbol, 1).with_only_columns(executions.c.id).scalar_subquery()
+    sides = _sides(watched.c.symbol, watched.c.depth).lateral("sides")
+    page = bindparam("page", type_=Integer)
+    new = _tape(watched.c.symbol, page, watched.c.after, oldest_first=True).lateral("new")
+    recent = _tape(resumed.c.symbol, RESUMABLE, resumed.c.after).lateral("recent")
+    rows = union_all(
+        _poll_part("head", symbol=watched.c.symbol, id=latest).select_from(
+            watched.join(symbols, symbols.c.symbol == watched.c.symbol)
+        ),
+        _poll_part(
+            "level",
+            symbol=watched.c.symbol,
+            **{name: sides.c[name] for name in ("price", "shares", "is_bid", "level", "orders")},
+        ).select_from(watched.join(sides, true())),
+        _poll_part("trade", symbol=watched.c.symbol, **_trade_columns(new)).select_from(
+            watched.join(new, true())
+        ),
+        _poll_part(
+            "resumed", symbol=resumed.c.symbol, after=resumed.c.after, **_trade_columns(recent)
+        ).select_from(resumed.join(recent, true())),
+    ).subquery("changes")
+    return Statement(
+        "poll_market",
+        select(rows).order_by(
+            rows.c.part,
+            rows.c.symbol,
+            rows.c.after,
+            rows.c.is_bid.desc(),
+            rows.c.level,
+            rows.c.id,
+        ),
+    )
+
+
+POLL_MARKET = _poll_market()

@@ -84,8 +84,9 @@ from typing import NamedTuple
 
 import tenacity
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app import deadline
 from app.exchange import statements as sql
 from app.exchange.commands import (
     CancelOrder,
@@ -94,12 +95,13 @@ from app.exchange.commands import (
     ListOrders,
     MintShares,
     PlaceOrder,
+    PollMarket,
     QueryOrder,
     ShowAccount,
     ShowBook,
     ShowTrades,
 )
-from app.exchange.errors import Reason, Rejected
+from app.exchange.errors import CommitUnconfirmed, Reason, Rejected
 from app.exchange.matching import Resting, match, settle
 from app.exchange.results import (
     AccountStatement,
@@ -107,17 +109,23 @@ from app.exchange.results import (
     Cancellation,
     Fill,
     Holding,
+    MarketChanges,
+    NumberedTrade,
     Opened,
     OpenOrder,
     OpenOrders,
     OrderView,
     PriceLevel,
+    Quote,
+    Quotes,
+    SymbolChanges,
     Trade,
     Trades,
 )
 from app.idempotency.claims import Child, Claim, ClaimLost, KeyTaken
 from app.storage.schema import idempotent_requests, missing_tables
 from app.storage.session import Ahead, Statement, Transaction, execute_alone, send_ahead
+from app.storage.waits import DeadlinePassed, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +141,7 @@ RETRYABLE = {DEADLOCK_DETECTED, SERIALIZATION_FAILURE}
 LOST_CLAIM = {"idempotent_children_pkey", "child_of_the_claiming_attempt"}
 
 LONGER_PAGE = 8  # how much longer the book page gets each time an order outruns it
-KNOWN_ACCOUNTS_LIMIT = 100_000  # account ids remembered per process (see `account_exists`)
+KNOWN_LIMIT = 100_000  # account ids, and symbols, remembered per process (see `_exists`)
 
 
 class ClaimFound(NamedTuple):
@@ -169,6 +177,10 @@ def _is_retryable(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and getattr(error.orig, "pgcode", None) in RETRYABLE
 
 
+def _out_of_time(state: tenacity.RetryCallState) -> bool:
+    return deadline.passed()
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, _LostBeforeCommit):
         return "a lost connection"
@@ -180,12 +192,17 @@ def _lost_connection_retried(transaction: Transaction | None = None):
     """Mark a connection lost before COMMIT as safe to run again (see `_LostBeforeCommit`).
 
     Once the transaction's COMMIT has gone out, a lost connection is not:
-    the commit may have landed.
+    the commit may have landed (`CommitUnconfirmed`). A connection closed
+    because the request's deadline passed is not either: there is no time left.
     """
     try:
         yield
     except DBAPIError as error:
-        if error.connection_invalidated and not (transaction and transaction.commit_sent):
+        if not error.connection_invalidated:
+            raise
+        if transaction is not None and transaction.commit_sent:
+            raise CommitUnconfirmed(error) from error
+        if not timed_out(error):
             raise _LostBeforeCommit(error) from error
         raise
 
@@ -206,10 +223,10 @@ def _transaction(method):
                 try:
                     with _lost_connection_retried(transaction):
                         outcome = method(self, transaction, *args)
+                        transaction.commit()  # unless the method's last statement carried it
                 except BaseException:
                     _roll_back_or_discard(transaction, connection)
                     raise
-                transaction.commit()  # unless the method's last statement carried it
                 return outcome
 
         return self._run(name, attempt)
@@ -242,9 +259,10 @@ class Exchange:
         self._max_open_orders = max_open_orders
         self.retries = 0
         self._known_accounts: set[str] = set()
+        self._known_symbols: set[str] = set()
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(_is_retryable),
-            stop=tenacity.stop_after_attempt(max_attempts),
+            stop=tenacity.stop_any(tenacity.stop_after_attempt(max_attempts), _out_of_time),
             wait=tenacity.wait_random_exponential(multiplier=0.002, max=0.05),
             before_sleep=self._count_retry,
             reraise=True,
@@ -253,17 +271,26 @@ class Exchange:
     def _run(self, name: str, attempt):
         """`attempt()` with the retries, the lost-connection unwrapping and the slow warning.
 
-        One `Retrying` serves every call: it keeps its state per thread.
+        Nothing starts once the request's deadline has passed. One `Retrying`
+        serves every call: it keeps its state per thread.
         """
+        if deadline.passed():
+            raise OperationalError(name, None, DeadlinePassed(f"no time left to run {name}"))
         started = time.perf_counter()
         attempt.__name__ = name  # for the retry's log line
+        failed_for_database = False  # then the web tier logs the outage, once, not this
         try:
             return self._retrying(attempt)
         except _LostBeforeCommit as lost:
+            failed_for_database = True
             raise lost.error from None
+        except (DBAPIError, CommitUnconfirmed):
+            failed_for_database = True
+            raise
         finally:
             seconds = time.perf_counter() - started
-            if seconds >= self._slow_seconds:  # its locks were held as long: worth a warning
+            if seconds >= self._slow_seconds and not failed_for_database:
+                # its locks were held as long: worth a warning
                 log.warning("slow transaction: %s took %.1f ms", name, seconds * 1000)
 
     def _count_retry(self, state: tenacity.RetryCallState) -> None:
@@ -297,19 +324,30 @@ class Exchange:
     # -- accounts and symbols -------------------------------------------------
 
     def account_exists(self, account_id: str) -> bool:
-        """Whether the account exists; remembered once seen, since accounts are never deleted.
+        """Whether the account exists (see `_exists`).
 
         Every `<transactions>` request asks this first, so remembering saves a
         round trip per request. The transactions that move money lock the
         account row anyway and reject an account that is not there.
         """
-        if account_id in self._known_accounts:
+        return self._exists(
+            self._known_accounts, sql.ACCOUNT_EXISTS, account_id, account_id=account_id
+        )
+
+    def symbol_exists(self, symbol: str) -> bool:
+        """Whether the symbol exists (see `_exists`); every stream that opens asks it."""
+        return self._exists(self._known_symbols, sql.SYMBOL_EXISTS, symbol, symbol=symbol)
+
+    def _exists(self, known: set[str], statement: Statement, key: str, **parameters) -> bool:
+        """Whether `statement` finds a row; remembered once found, since neither accounts
+        nor symbols are ever deleted."""
+        if key in known:
             return True
-        if not self._read("account_exists", sql.ACCOUNT_EXISTS, account_id=account_id):
+        if not self._read(statement.name, statement, **parameters):
             return False
-        if len(self._known_accounts) >= KNOWN_ACCOUNTS_LIMIT:
-            self._known_accounts.clear()
-        self._known_accounts.add(account_id)
+        if len(known) >= KNOWN_LIMIT:
+            known.clear()
+        known.add(key)
         return True
 
     @_transaction
@@ -612,6 +650,51 @@ class Exchange:
             self._read("purge_requests", sql.PURGE_REQUESTS, keep_seconds=keep_seconds, batch=batch)
         )
 
+    # -- live market data (SPEC §10) ---------------------------------------------
+
+    def quotes(self) -> Quotes:
+        """Every symbol with its last trade; one statement, no locks."""
+        rows = self._read("symbols", sql.SYMBOLS)
+        return Quotes(
+            tuple(
+                Quote(
+                    row.symbol,
+                    row.price,
+                    None if row.executed_at is None else _epoch_seconds(row.executed_at),
+                )
+                for row in rows
+            )
+        )
+
+    def poll_market(self, poll: PollMarket) -> MarketChanges:
+        """What changed on every watched symbol, in one statement: one snapshot, no locks,
+        one round trip however many streams follow the symbols."""
+        watched, resumed = poll.watched, poll.resumed
+        rows = self._read(
+            "poll_market",
+            sql.POLL_MARKET,
+            watched_symbol=[symbol.symbol for symbol in watched],
+            watched_depth=[symbol.depth for symbol in watched],
+            watched_after=[symbol.after for symbol in watched],
+            page=sql.MARKET_PAGE,
+            resumed_symbol=[symbol for symbol, _ in resumed],
+            resumed_after=[after for _, after in resumed],
+        )
+        parts: dict[tuple[str, str, int | None], list[tuple]] = {}
+        for row in rows:  # `after` is null but in the resumed part
+            parts.setdefault((row.part, row.symbol, row.after), []).append(row)
+        symbols = {}
+        for part, symbol, _ in list(parts):
+            if part == "head":
+                levels = parts.get(("level", symbol, None), [])
+                symbols[symbol] = SymbolChanges(
+                    Book(symbol, _levels(levels, is_bid=True), _levels(levels, is_bid=False)),
+                    parts[part, symbol, None][0].id or 0,
+                    _numbered(parts.get(("trade", symbol, None), [])),
+                )
+        missed = {pair: _numbered(parts.get(("resumed", *pair), [])) for pair in resumed}
+        return MarketChanges(symbols, missed)
+
 
 # -- the steps transactions are made of -------------------------------------
 
@@ -699,4 +782,11 @@ def _fills(rows: list[tuple]) -> tuple[Fill, ...]:
         Fill(row.shares, row.price, _epoch_seconds(row.executed_at))
         for row in rows
         if row.shares is not None
+    )
+
+
+def _numbered(rows: list[tuple]) -> tuple[NumberedTrade, ...]:
+    return tuple(
+        NumberedTrade(row.id, Trade(row.shares, row.price, _epoch_seconds(row.executed_at)))
+        for row in rows
     )

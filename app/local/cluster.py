@@ -303,7 +303,7 @@ class Cluster:
         except (OSError, ValueError, IndexError):
             return None
         if not os.path.isdir("/proc/self"):
-            return pid if _pid_alive(pid) else None
+            return pid if pid_alive(pid) else None
         try:
             return pid if os.path.samefile(f"/proc/{pid}/cwd", self.datadir) else None
         except OSError:
@@ -428,7 +428,7 @@ class Cluster:
         return f"{state}: PostgreSQL {self.data_version()} in {_show(self.datadir)}, {self.url()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -4,13 +4,21 @@ The parts are the local PostgreSQL cluster (when `make run` started it),
 gunicorn's master and the shim. A part that exits unexpectedly is restarted
 after a pause that doubles with each death (0.5 s, 1 s, 2 s, ... up to 8 s),
 and both its death and its return are logged; meanwhile the other parts keep
-serving, answering errors where they need the missing one. A part that dies
-5 times within 60 s will not heal by itself (its port taken, a broken
-setting): then everything is stopped, saying why, and the launcher exits 1.
+serving, answering errors where they need the missing one.
+
+A part that has served since `make run` started is restarted for as long as
+it takes, at the longest pause, one line each time: what stops it (a full
+disk, its port taken by another program, a database that will not start)
+needs a person, and once they have fixed it the part comes back without
+anyone restarting `make run`. A part that dies 5 times within 60 s without
+ever having served is taken for misconfigured (a wrong setting, its port
+taken from the start), which retrying cannot fix: then everything is
+stopped, saying so, and the launcher exits 1.
 """
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -26,6 +34,9 @@ log = logging.getLogger("app.run")
 
 LOOK_EVERY_S = 0.2  # how often the parts are checked: a death is noticed within this
 ROLL_TIMEOUT_S = 120.0  # for an instance to be back in service in a rolling restart
+MAX_DELAY = 8.0
+DETAILS_EVERY_S = 60.0
+LOW_DISK_BYTES = 64 << 20  # less than four WAL segments free: PostgreSQL cannot go on
 
 
 class RestartPolicy:
@@ -39,7 +50,7 @@ class RestartPolicy:
     def __init__(
         self,
         first_delay: float = 0.5,
-        max_delay: float = 8.0,
+        max_delay: float = MAX_DELAY,
         deaths_to_give_up: int = 5,
         window: float = 60.0,
     ):
@@ -49,12 +60,13 @@ class RestartPolicy:
         self.window = window
         self._deaths: deque[float] = deque()
 
-    def delay_after_death(self, now: float) -> float | None:
-        """Count a death at `now`: the seconds to wait before restarting, or None to give up."""
+    def delay_after_death(self, now: float, has_served: bool = False) -> float | None:
+        """Count a death at `now`: the seconds to wait before restarting, or None to give up,
+        which happens only to a part that never served (see the module docstring)."""
         self._deaths.append(now)
         while self._deaths[0] <= now - self.window:
             self._deaths.popleft()
-        if len(self._deaths) >= self.deaths_to_give_up:
+        if len(self._deaths) >= self.deaths_to_give_up and not has_served:
             return None
         return min(self.first_delay * 2 ** (len(self._deaths) - 1), self.max_delay)
 
@@ -147,8 +159,20 @@ class LocalDatabase:
 
     def start(self) -> None:
         """Returns once the server accepts connections. After a crash, pg_ctl starts it
-        with the stale postmaster.pid removed, and PostgreSQL recovers from its WAL."""
-        self.cluster.ensure_running()
+        with the stale postmaster.pid removed, and PostgreSQL recovers from its WAL.
+
+        A server that cannot write its WAL does not start: when the data directory's
+        disk is (nearly) full, the error says so first, since that is what to fix."""
+        try:
+            self.cluster.ensure_running()
+        except ClusterError as error:
+            free = shutil.disk_usage(self.cluster.datadir).free
+            if free < LOW_DISK_BYTES:
+                raise ClusterError(
+                    f"its disk is full ({free:,} bytes free in {self.cluster.datadir}): "
+                    f"waiting for space\n{error}"
+                ) from None
+            raise
 
     def death(self) -> str | None:
         return None if self.cluster.is_running() else "is no longer running"
@@ -172,11 +196,14 @@ class _Watch:
     policy: RestartPolicy
     restart_at: float | None = None  # set while it waits to be restarted
     down_since: float | None = None  # set from its death until it serves again
+    has_served: bool = False  # since make run started
+    details_logged_at: float | None = None  # when a failure's further lines were last logged
 
 
 class Supervisor:
     """Starts the parts in order, restarts any that dies, and stops them in reverse order
-    on SIGINT or SIGTERM, or when one keeps dying.
+    on SIGINT or SIGTERM, or when one that never served keeps dying. `restarted` is told
+    the name of each part started again.
 
     On SIGHUP it restarts the `instances` (groups of parts, each an instance of the
     service behind a balancer) one after the other: each is stopped (its parts
@@ -190,10 +217,13 @@ class Supervisor:
         first_delay: float = 0.5,
         instances: list[list[Part]] | None = None,
         in_service: Callable[[int], bool] | None = None,
+        max_delay: float = MAX_DELAY,
+        restarted: Callable[[str], None] = lambda name: None,
     ):
-        self.watches = [_Watch(part, RestartPolicy(first_delay)) for part in parts]
+        self.watches = [_Watch(part, RestartPolicy(first_delay, max_delay)) for part in parts]
         self.instances = instances or []
         self.in_service = in_service or (lambda number: True)
+        self._restarted = restarted
 
     def run(self) -> int:
         """Serve until a signal (exit status 0) or a part that keeps dying (1)."""
@@ -218,7 +248,11 @@ class Supervisor:
                 time.sleep(LOOK_EVERY_S)
             return 0
         except GaveUp as why:
-            log.error("%s: stopping everything", why)
+            log.error(
+                "%s: stopping everything, as it never served since the start "
+                "(a wrong setting, or its port taken by another program?)",
+                why,
+            )
             return 1
         finally:
             self._stop(started)
@@ -273,26 +307,45 @@ class Supervisor:
         how = part.death()
         if how is not None:
             self._schedule_restart(watch, how, now)
-        elif watch.down_since is not None and part.serves():
-            log.info("%s back after %.1f s", part.name, now - watch.down_since)
+        elif (watch.down_since is not None or not watch.has_served) and part.serves():
+            if watch.down_since is not None:
+                log.info("%s back after %.1f s", part.name, now - watch.down_since)
             watch.down_since = None
+            watch.has_served = True
+            watch.details_logged_at = None
 
     def _restart(self, watch: _Watch) -> None:
         watch.restart_at = None
+        self._restarted(watch.part.name)
         try:
             watch.part.start()
         except (OSError, ClusterError) as error:
             self._schedule_restart(watch, f"did not start: {error}", time.monotonic())
 
     def _schedule_restart(self, watch: _Watch, how: str, now: float) -> None:
-        """Restart after the policy's pause, or give up on a part that keeps dying."""
+        """Restart after the policy's pause, or give up on a part that keeps dying.
+
+        Each line of the supervisor's says one thing of its own: the first line of
+        `how` with what it does next, then the further lines of `how` (the end of
+        PostgreSQL's log, say), one a line, at the first failure of a part that is
+        down and once every DETAILS_EVERY_S while it stays down.
+        """
         part, policy = watch.part, watch.policy
-        delay = policy.delay_after_death(now)
+        headline, _, details = how.partition("\n")
+        delay = policy.delay_after_death(now, watch.has_served)
         if delay is None:
             raise GaveUp(
-                f"{part.name} {how}: {policy.deaths_to_give_up} deaths within {policy.window:g} s"
+                f"{part.name} {headline}: {policy.deaths_to_give_up} deaths "
+                f"within {policy.window:g} s"
             )
-        log.error("%s %s; restarting in %g s", part.name, how, delay)
+        down = "" if watch.down_since is None else f" (down for {now - watch.down_since:.0f} s)"
+        log.error("%s %s; restarting in %g s%s", part.name, headline, delay, down)
+        if details and (
+            watch.details_logged_at is None or now - watch.details_logged_at >= DETAILS_EVERY_S
+        ):
+            for line in details.splitlines():
+                log.error("  | %s", line)
+            watch.details_logged_at = now
         watch.restart_at = now + delay
         if watch.down_since is None:
             watch.down_since = now

@@ -29,10 +29,19 @@ from app.exchange.commands import (
 )
 from app.protocol import numbers
 from app.protocol.numbers import InvalidValue
+from app.protocol.render import echoed_size
 
 MAX_DEPTH = 32
 MAX_ELEMENTS = 100_000
 SHOWN_CHARS = 200
+# A `<symbol>`'s sym, which each of its grants echoes, is echoed cut short past this
+# (the longest valid value, an account id, is 64): a huge one multiplied a small
+# request into a reply of hundreds of megabytes. Other values are echoed once each.
+SHARED_ECHO_CHARS = 64
+# What a request's own text makes of its reply (echoes, errors for children that
+# cannot run) may be at most this multiple of its size, plus the allowance.
+REPLY_FACTOR = 8
+REPLY_ALLOWANCE = 4096
 FORBIDDEN = (b"<!DOCTYPE", b"<!ENTITY")
 
 
@@ -52,6 +61,10 @@ class Problem(Enum):
     UNEXPECTED_IN_SYMBOL = "unexpected element <{tag}> inside <symbol>"
     UNEXPECTED_IN_GRANT = "unexpected element <{tag}> inside <account>"
     NO_TRANSACTIONS = "transactions element has no children"
+    REPLY_TOO_LARGE = (
+        "request would get more than {limit} bytes of echoes and errors in its reply "
+        f"({REPLY_FACTOR} times its size and {REPLY_ALLOWANCE} bytes): nothing was run"
+    )
 
     def format(self, **details) -> str:
         return self.value.format(**details)
@@ -76,10 +89,27 @@ class DocumentTooLarge(ProtocolError):
 def parse_request(body: bytes, max_bytes: int = 1 << 20) -> Request:
     root = _document(body, max_bytes)
     if root.tag == "create":
-        return Request(items=tuple(_create_items(root)))
-    if root.tag == "transactions":
-        return _transactions(root)
-    raise MalformedDocument(Problem.WRONG_ROOT.format(tag=_clip(root.tag)))
+        request = Request(items=tuple(_create_items(root)))
+    elif root.tag == "transactions":
+        request = _transactions(root)
+    else:
+        raise MalformedDocument(Problem.WRONG_ROOT.format(tag=_clip(root.tag)))
+    _check_reply_size(request, len(body))
+    return request
+
+
+def _check_reply_size(request: Request, size: int) -> None:
+    """Refuse, before anything runs, a request whose own text would make more of its reply
+    than REPLY_FACTOR times its size (plus REPLY_ALLOWANCE): many tiny children, each
+    answered with an error repeating a long attribute of their parent, say.
+
+    Counted exactly, as rendered: the error of each child that cannot run, and the
+    echoed attributes of each that can; what the exchange adds (ids, refusals,
+    reports) is not.
+    """
+    limit = REPLY_FACTOR * size + REPLY_ALLOWANCE
+    if sum(echoed_size(item.echo, item.problem) for item in request.items) > limit:
+        raise MalformedDocument(Problem.REPLY_TOO_LARGE.format(limit=limit))
 
 
 def _document(body: bytes, max_bytes: int) -> etree._Element:
@@ -169,7 +199,7 @@ def _account(element: etree._Element) -> Item:
 
 def _symbol(element: etree._Element) -> Iterator[Item]:
     """A `CreateSymbol` item (no reply of its own), then one item per child."""
-    echo = _echo(element, ("sym",))
+    echo = _echo(element, ("sym",), most=SHARED_ECHO_CHARS)
     children = _children(element)
     if not any(child.tag == "account" for child in children):
         yield Item(echo=echo, problem=Problem.NO_GRANTS.value)
@@ -322,10 +352,15 @@ def _children(element: etree._Element) -> list[etree._Element]:
     return list(element.iterchildren(etree.Element))
 
 
-def _echo(element: etree._Element, names: tuple[str, ...]) -> Echo:
-    """The attributes a reply repeats, raw as written, in the order the reply lists them."""
-    return tuple((name, element.get(name)) for name in names if element.get(name) is not None)
+def _echo(element: etree._Element, names: tuple[str, ...], most: int | None = None) -> Echo:
+    """The attributes a reply repeats, raw as written, in the order the reply lists them;
+    with `most`, one longer than that cut short."""
+    return tuple(
+        (name, value if most is None else _clip(value, most))
+        for name in names
+        if (value := element.get(name)) is not None
+    )
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
+def _clip(text: str, most: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= most else text[:most] + "..."

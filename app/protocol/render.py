@@ -21,15 +21,18 @@ from app.exchange.results import (
     OpenOrders,
     OrderView,
     PriceLevel,
+    Quotes,
     Report,
     Result,
     Status,
+    Trade,
     Trades,
 )
 from app.protocol.numbers import format_decimal
 
 # Anything XML 1.0 cannot carry (controls, lone surrogates, U+FFFE/U+FFFF).
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+ESCAPED = re.compile('[&<>"\t\n\r]')  # what lxml may write otherwise than as itself
 
 
 def render_results(replies: Iterable[tuple[Echo, Result]]) -> bytes:
@@ -44,6 +47,35 @@ def render_error(message: str) -> bytes:
     results = etree.Element("results")
     _child(results, "error", ()).text = _safe(message)
     return _serialize(results)
+
+
+def echoed_size(echo: Echo, problem: str | None) -> int:
+    """The bytes of what a request's child makes of the reply by its own text: an `<error>`
+    with its echoed attributes, and the problem that stops it if any, as lxml writes it.
+
+    Counted rather than rendered, for it is asked of every child of every request.
+    """
+    size = len("<error") + sum(len(name) + 4 + _escaped_size(value, True) for name, value in echo)
+    if problem is None:
+        return size + len("/>")
+    return size + len("></error>") + _escaped_size(problem, False)
+
+
+def _escaped_size(text: str, in_attribute: bool) -> int:
+    """UTF-8 bytes of `text` once escaped: `&amp;`, `&lt;`, `&gt;`, and in an attribute
+    `&quot;`, `&#9;`, `&#10;`, and `&#13;` anywhere."""
+    if text.isascii() and text.isprintable() and not ESCAPED.search(text):  # the usual case
+        return len(text)
+    text = _safe(text)
+    size = (
+        len(text.encode())
+        + 4 * text.count("&")
+        + 3 * (text.count("<") + text.count(">"))
+        + 4 * text.count("\r")
+    )
+    if in_attribute:
+        size += 5 * text.count('"') + 3 * text.count("\t") + 4 * text.count("\n")
+    return size
 
 
 def render_report(report: Report | Failed) -> bytes:
@@ -68,7 +100,7 @@ def render_json(report: Report | Failed) -> bytes:
     return json.dumps({**fields, **lists}).encode()
 
 
-Fields = dict[str, str | int | bool]
+Fields = dict[str, str | int | bool | None]
 
 
 def _report_fields(report: Report) -> tuple[str, Fields, dict[str, list[Fields]]]:
@@ -106,16 +138,28 @@ def _report_fields(report: Report) -> tuple[str, Fields, dict[str, list[Fields]]
             sides = {"bid": _levels(report.bids), "ask": _levels(report.asks)}
             return "book", {"sym": report.symbol}, sides
         case Trades():
-            trades = [
-                {
-                    "shares": format_decimal(trade.shares),
-                    "price": format_decimal(trade.price),
-                    "time": trade.time,
-                }
-                for trade in report.trades
-            ]
+            trades = [trade_fields(trade) for trade in report.trades]
             return "trades", {"sym": report.symbol}, {"trade": trades}
+        case Quotes():
+            quotes = [
+                {
+                    "sym": quote.symbol,
+                    "price": None if quote.price is None else format_decimal(quote.price),
+                    "time": quote.time,
+                }
+                for quote in report.quotes
+            ]
+            return "symbols", {}, {"symbol": quotes}
     raise TypeError(f"cannot render {report!r}")
+
+
+def trade_fields(trade: Trade) -> Fields:
+    """A trade's fields, as the tape shows them and as a stream's trade event carries them."""
+    return {
+        "shares": format_decimal(trade.shares),
+        "price": format_decimal(trade.price),
+        "time": trade.time,
+    }
 
 
 def _levels(levels: tuple[PriceLevel, ...]) -> list[Fields]:
@@ -140,11 +184,12 @@ def _report_element(report: Report) -> etree._Element:
 
 
 def _set(element: etree._Element, fields: Fields) -> None:
-    """Attributes in order; a flag is written `"true"` when set and left out when not."""
+    """Attributes in order; a flag is written `"true"` when set and left out when not, and
+    a field without a value (None, `null` in JSON) is left out."""
     for name, value in fields.items():
         if value is True:
             element.set(name, "true")
-        elif value is not False:
+        elif value is not False and value is not None:
             element.set(name, _safe(str(value)))
 
 

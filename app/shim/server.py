@@ -52,10 +52,12 @@ class Shim:
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then finish the requests in flight and return."""
-        listener = listen(self._config.host, self._config.port)
-        host, port = listener.getsockname()[:2]
-        log.info("listening on %s:%d, forwarding to %s", host, port, self._config.upstream)
         config = self._config
+        listener = listen(config.host, config.port)
+        host, port = listener.getsockname()[:2]
+        log.info(
+            "listening on %s:%d, forwarding to %s; %s", host, port, config.upstream, framing(config)
+        )
         async with Upstream(
             config.upstream, config.concurrency, config.upstream_timeout
         ) as self._upstream:
@@ -64,6 +66,7 @@ class Shim:
             finally:
                 listener.close()
                 await self._finish_in_flight()
+        self._client_warnings.flush()
         log.info("stopped")
 
     async def _accept_until(self, stop: asyncio.Event, listener: socket.socket) -> None:
@@ -187,6 +190,17 @@ class Shim:
             log.warning("%s: reply not delivered: %s", client, error)
             return False
         return True
+
+
+def framing(config: ShimConfig) -> str:
+    """The framing the shim speaks, as its start line says it (docs/shim.md: which clients)."""
+    connections = "connections kept open" if config.keep_open else "one request per connection"
+    replies = "replies length-prefixed" if config.reply_length else "replies bare"
+    settings = (
+        f"EXCHANGE_SHIM_KEEP_OPEN={int(config.keep_open)}, "
+        f"EXCHANGE_SHIM_REPLY_LENGTH={int(config.reply_length)}"
+    )
+    return f"{connections}, {replies} ({settings})"
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -7,8 +7,12 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
+from app.storage.waits import server_timeouts
 
-def database_engine(url: str, pool_size: int = 4) -> Engine:
+
+def database_engine(
+    url: str, pool_size: int = 4, timeout_s: float | None = None, **options
+) -> Engine:
     """Build an engine; call it after fork, so no pooled socket is shared by two processes.
 
     Plain `postgresql://` URLs are pinned to psycopg2, which SQLAlchemy 2.1 no
@@ -16,12 +20,13 @@ def database_engine(url: str, pool_size: int = 4) -> Engine:
     says otherwise (`?connect_timeout=N`): an unreachable host must not hang a
     request, a health check or the start. Pooled connections are not pinged
     before use: the transaction module runs a transaction again when its
-    connection turns out broken before COMMIT.
+    connection turns out broken before COMMIT. With `timeout_s`, the server
+    ends a statement, a lock wait or an idle transaction after that long.
     """
-    return _engine(url, pool_size)
+    return _engine(url, pool_size, timeout_s, **options)
 
 
-def exchange_engine(url: str, pool_size: int = 4, idle_transaction_seconds: float = 5.0) -> Engine:
+def exchange_engine(url: str, pool_size: int = 4, timeout_s: float | None = None) -> Engine:
     """The transaction module's engine: autocommit, and generic plans for prepared statements.
 
     Autocommit: the module sends BEGIN and COMMIT itself (app/storage/session.py).
@@ -34,34 +39,28 @@ def exchange_engine(url: str, pool_size: int = 4, idle_transaction_seconds: floa
     replanning those whose generic plan it estimates dearer; their generic
     plans (index lookups by key, the book walked through its index) serve
     every call, and planning was a fifth of PostgreSQL's CPU per request.
-
-    A transaction idle for `idle_transaction_seconds` is ended by the server: a
-    transaction is idle only while its worker computes between two messages, a
-    fraction of a millisecond, unless the worker's host hangs (stopped,
-    swapping, cut off). Then its locks, a symbol's among them, would stop
-    trading on that symbol everywhere until the host came back.
     """
-    engine = _engine(url, pool_size, isolation_level="AUTOCOMMIT")
-
-    def configure(dbapi_connection, connection_record) -> None:
-        with dbapi_connection.cursor() as cursor:
-            cursor.execute(
-                "SET plan_cache_mode = force_generic_plan; "
-                "SET idle_in_transaction_session_timeout = %s",
-                (int(idle_transaction_seconds * 1000),),
-            )
-
-    event.listen(engine, "connect", configure)
+    engine = _engine(url, pool_size, timeout_s, isolation_level="AUTOCOMMIT")
+    event.listen(engine, "connect", _use_generic_plans)
     return engine
 
 
-def _engine(url: str, pool_size: int, **options) -> Engine:
+def _use_generic_plans(dbapi_connection, connection_record) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+
+
+def _engine(url: str, pool_size: int, timeout_s: float | None, **options) -> Engine:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
+    connect_args = {} if "connect_timeout" in parsed.query else {"connect_timeout": 10}
+    if timeout_s is not None:  # after any options the URL gives, so that these win
+        given = parsed.query.get("options", "")
+        connect_args["options"] = f"{given} {server_timeouts(timeout_s)}".strip()
     return create_engine(
         parsed,
-        connect_args={} if "connect_timeout" in parsed.query else {"connect_timeout": 10},
+        connect_args=connect_args,
         pool_size=pool_size,
         max_overflow=0,
         **options,

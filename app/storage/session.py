@@ -24,7 +24,9 @@ import collections
 import contextlib
 import contextvars
 import functools
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psycopg2
 from sqlalchemy import Connection, Engine, event, literal, literal_column
@@ -48,16 +50,20 @@ class Statement:
     values are parameters, each of a declared type.
     """
 
-    def __init__(self, name: str, statement: Executable):
+    def __init__(self, name: str, statement: Executable, waits_for_a_lock: bool = False):
+        """`waits_for_a_lock`: a message that begins with it is timed as a wait for a lock
+        (`timing`), apart from the other round trips."""
+        self.waits_for_a_lock = waits_for_a_lock
         inlined = visitors.replacement_traverse(statement, {}, _inline)
         numbered = inlined.compile(dialect=_NUMBERED)
         parameters = list(numbered.positiontup)
         types = ", ".join(_type_of(numbered.binds[parameter]) for parameter in parameters)
+        values = ", ".join(f"%({parameter})s" for parameter in parameters)
         self.name = name
         self.sql = str(inlined.compile(dialect=_DIALECT))  # what a reader or EXPLAIN wants
-        arguments = ", ".join(f"%({p})s" for p in parameters)
-        self.definition = f"PREPARE {name}{f' ({types})' if types else ''} AS {numbered}"
-        self.call = f"EXECUTE {name}{f'({arguments})' if arguments else ''}"
+        # PostgreSQL wants no parentheses at all for a statement without parameters.
+        self.definition = f"PREPARE {name}{f' ({types})' if parameters else ''} AS {numbered}"
+        self.call = f"EXECUTE {name}{f'({values})' if parameters else ''}"
 
     def __repr__(self) -> str:
         return f"Statement({self.name!r}, {self.sql!r})"
@@ -100,6 +106,7 @@ def _send(
     unknown, so the connection is discarded: the next one starts afresh.
     """
     prepared = connection.info.setdefault(_PREPARED, set())
+    locking = bool(statements) and statements[0].waits_for_a_lock  # not what rides ahead
     aheads = [ahead for ahead in _AHEAD.get() if ahead.ready]
     if aheads:
         statements = (*(s for ahead in aheads for s in ahead.statements), *statements)
@@ -110,7 +117,9 @@ def _send(
     if aheads and transaction is None:
         calls = f"SET LOCAL synchronous_commit TO off; {calls}"  # see Ahead
     try:
-        rows = _execute(connection, f"{before}{definitions}{calls}{after}", parameters)
+        rows = _execute(
+            connection, f"{before}{definitions}{calls}{after}", parameters, locking=locking
+        )
     except DBAPIError as error:
         if unprepared and not connection.invalidated:
             connection.invalidate()
@@ -201,8 +210,45 @@ def send_ahead(connection: Connection, ahead: Ahead) -> None:
         _send(connection, (), {})
 
 
-def _execute(connection: Connection, text: str, parameters: dict | None) -> list[tuple]:
+@dataclass
+class Spent:
+    """Seconds a request spent waiting for the database: in round trips that began by
+    waiting for a lock (`locking`), and in the others (`database`)."""
+
+    locking: float = 0.0
+    database: float = 0.0
+
+
+_SPENT: contextvars.ContextVar[Spent | None] = contextvars.ContextVar("spent", default=None)
+
+
+@contextlib.contextmanager
+def timing() -> Iterator[Spent]:
+    """The time the round trips sent in this context (thread or greenlet) take, while inside."""
+    token = _SPENT.set(spent := Spent())
+    try:
+        yield spent
+    finally:
+        _SPENT.reset(token)
+
+
+def _execute(
+    connection: Connection, text: str, parameters: dict | None, locking: bool = False
+) -> list[tuple]:
     """One round trip on the driver's cursor; its rows, if any, as named tuples."""
+    started = time.perf_counter()
+    try:
+        return _round_trip(connection, text, parameters)
+    finally:
+        if (spent := _SPENT.get()) is not None:
+            seconds = time.perf_counter() - started
+            if locking:
+                spent.locking += seconds
+            else:
+                spent.database += seconds
+
+
+def _round_trip(connection: Connection, text: str, parameters: dict | None) -> list[tuple]:
     dbapi_connection = connection.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor:

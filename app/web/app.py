@@ -10,28 +10,34 @@ from app.auth.store import KeyStore, RateLimit
 from app.config import Config
 from app.exchange.errors import Rejected
 from app.exchange.results import Failed
+from app.exchange.service import database_failure
 from app.exchange.transactions import Exchange
 from app.idempotency.claims import KeyReused, RequestInProgress
 from app.idempotency.requests import Requests
+from app.market.feed import MarketFeed, StreamSettings, TooManyStreams
 from app.protocol import DocumentTooLarge, InvalidValue, MalformedDocument
-from app.storage.engine import exchange_engine, first_line
+from app.storage.engine import database_engine, exchange_engine, first_line
 from app.web import authentication, metrics
 from app.web.media import HANDLERS, XML, negotiated
 from app.web.observe import RequestObserver
 from app.web.outage import DatabaseOutage
+from app.web.page import MarketPage
 from app.web.resources import (
+    READINESS_S,
     LivenessResource,
+    QuotesResource,
     ReadinessResource,
     ReportResource,
     RequestsResource,
 )
+from app.web.stream import StreamResource
 
 log = logging.getLogger(__name__)
 
 
 def create_app(config: Config) -> falcon.App:
     """Build the app; called in each worker after fork, so each owns its engine and pool."""
-    engine = exchange_engine(config.database_url, config.pool_size, config.idle_transaction_seconds)
+    engine = exchange_engine(config.database_url, config.pool_size, config.deadline)
     exchange = Exchange(engine, config.max_attempts, config.slow_ms / 1000, config.max_open_orders)
     gate = _gate(config, engine)
     metrics.watch_pool(engine, config.pool_size)
@@ -47,7 +53,14 @@ def create_app(config: Config) -> falcon.App:
     app.add_route(
         "/accounts/{id}/orders", ReportResource(exchange, "orders", ("sym", "after"), gate)
     )
-    readiness = ReadinessResource(exchange)
+    app.add_route("/symbols", QuotesResource(exchange))
+    app.add_route("/symbols/{sym}/stream", StreamResource(exchange, _market_feed(config)))
+    page = MarketPage(exchange)
+    app.add_route("/market", page)
+    app.add_route("/market/{sym}", page, suffix="symbol")
+    for name, asset in page.assets.items():  # named with a dot: never a symbol
+        app.add_route(f"/market/{name}", asset)
+    readiness = ReadinessResource(_readiness_exchange(config.database_url))
     app.add_route("/livez", LivenessResource())
     app.add_route("/readyz", readiness)
     app.add_route("/health", readiness)
@@ -58,6 +71,7 @@ def create_app(config: Config) -> falcon.App:
     app.add_error_handler(KeyReused, _reply_error(falcon.HTTP_422))
     app.add_error_handler(InvalidValue, _reply_error(falcon.HTTP_400, negotiate=True))
     app.add_error_handler(Rejected, _reply_error(falcon.HTTP_404, negotiate=True))
+    app.add_error_handler(TooManyStreams, _too_many_streams)
     app.add_error_handler(DBAPIError, _database_unavailable)
     authentication.register(app)
     app.set_error_serializer(_serialize_http_error)
@@ -72,6 +86,26 @@ def _gate(config: Config, engine) -> Gate:
     if config.rate_limit > 0:
         limit = RateLimit(config.rate_limit, config.rate_burst or max(config.rate_limit, 1))
     return Gate(KeyStore(engine, limit), config.auth_secret, config.auth_skew_s)
+
+
+def _market_feed(config: Config) -> MarketFeed:
+    """The worker's one source of market changes, on a database connection of its own, so
+    that its polls never wait for a request slot's connection nor take one."""
+    settings = StreamSettings(
+        poll_s=config.stream_poll_s,
+        heartbeat_s=config.stream_heartbeat_s,
+        buffer_bytes=config.stream_buffer_bytes,
+        max_streams=config.max_streams,
+    )
+    feed_exchange = Exchange(exchange_engine(config.database_url, 1), config.max_attempts)
+    return MarketFeed(feed_exchange, settings, metrics.FeedMeter())
+
+
+def _readiness_exchange(url: str) -> Exchange:
+    """Readiness asks on a connection of its own, so that it never waits behind requests,
+    and gives up on the pool as on the database within READINESS_S."""
+    engine = database_engine(url, pool_size=1, timeout_s=READINESS_S, pool_timeout=READINESS_S)
+    return Exchange(engine)
 
 
 def _reply_error(status: str, negotiate: bool = False):
@@ -92,12 +126,24 @@ def _reply_error(status: str, negotiate: bool = False):
 
 
 def _database_unavailable(req, resp, error, params):
-    """Logged by the observer's DatabaseOutage: once when it begins, not per request."""
-    req.context.error = "database unavailable"
+    """Nothing of the request ran (see `answer`): not applied. Logged by the observer's
+    DatabaseOutage: once when it begins, not per request."""
+    failure = database_failure(error)
+    req.context.error = failure.reason
     req.context.database_error = first_line(error)
     resp.status = falcon.HTTP_503
     resp.content_type = negotiated(req)
-    resp.media = Failed("database unavailable: the request was not completed")
+    resp.media = failure
+
+
+def _too_many_streams(req, resp, error, params):
+    """A worker's streams are capped, as its connections are: a refusal, not an outage."""
+    metrics.STREAMS_REFUSED.inc()
+    req.context.error = str(error)
+    req.context.outcome = "refused"
+    resp.status = falcon.HTTP_503
+    resp.content_type = negotiated(req)
+    resp.media = Failed(str(error))
 
 
 def _serialize_http_error(req, resp, error: falcon.HTTPError) -> None:

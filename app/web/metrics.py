@@ -29,6 +29,7 @@ from sqlalchemy import Engine, event
 
 from app.exchange.results import Opened, Result
 from app.exchange.transactions import Exchange
+from app.market.feed import Meter
 
 REQUESTS = Counter(
     "exchange_requests",
@@ -39,6 +40,13 @@ REQUEST_SECONDS = Histogram(
     "exchange_request_duration_seconds",
     "Time to answer a request document, from its first byte read to its reply.",
     ["kind"],
+)
+STAGE_SECONDS = Histogram(
+    "exchange_request_stage_seconds",
+    "Where the time of requests served by a worker's slots went, by stage: arriving, queued, "
+    "locking, database, application, replying (app/web/stages.py).",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
 )
 RESULTS = Counter(
     "exchange_results",
@@ -55,6 +63,7 @@ CONNECTIONS_CHECKED_OUT = Gauge(
     "Database connections in use by requests, over all live workers.",
     multiprocess_mode="livesum",
 )
+_COUNTED = "counted as checked out"  # in a connection record's info while it is
 POOL_SIZE = Gauge(
     "exchange_db_pool_size",
     "Database connections the live workers may hold at most.",
@@ -93,6 +102,26 @@ RATE_LIMITED = Counter(
     "Requests refused with 429: their key sent more than EXCHANGE_RATE_LIMIT allows.",
 )
 
+STREAMS = Gauge(
+    "exchange_streams",
+    "Market-data streams open (GET /symbols/SYM/stream), over all live workers.",
+    multiprocess_mode="livesum",
+)
+STREAMS_REFUSED = Counter(
+    "exchange_streams_refused",
+    "Streams refused with 503: their worker held EXCHANGE_MAX_STREAMS already.",
+)
+STREAMS_DROPPED = Counter(
+    "exchange_streams_dropped",
+    "Streams dropped because their client did not read: more than "
+    "EXCHANGE_STREAM_BUFFER_BYTES waited for it.",
+)
+MARKET_POLLS = Histogram(
+    "exchange_market_poll_duration_seconds",
+    "The market feeds' polls of the database: one statement per worker and interval, "
+    "however many streams there are.",
+)
+
 EXECUTIONS = Counter(
     "exchange_executions",
     "Executions: an incoming order matched with a resting one, at the resting order's limit.",
@@ -127,10 +156,35 @@ class ExchangeCounters:
 
 
 def watch_pool(engine: Engine, size: int) -> None:
-    """Follow the engine's connection pool: its capacity, and connections checked out."""
+    """Follow the engine's connection pool: its capacity, and connections checked out.
+
+    A connection is counted out once it was handed to a request, and back only
+    if it was counted: when the database is down, the pool also reports the
+    return of connections that never came to be, and the gauge went negative.
+    """
     POOL_SIZE.set(size)
-    event.listen(engine, "checkout", lambda *args: CONNECTIONS_CHECKED_OUT.inc())
-    event.listen(engine, "checkin", lambda *args: CONNECTIONS_CHECKED_OUT.dec())
+    event.listen(engine, "checkout", _checked_out)
+    event.listen(engine, "checkin", _checked_in)
+
+
+def _checked_out(dbapi_connection, connection_record, proxy) -> None:
+    connection_record.record_info[_COUNTED] = True
+    CONNECTIONS_CHECKED_OUT.inc()
+
+
+def _checked_in(dbapi_connection, connection_record) -> None:
+    if connection_record is not None and connection_record.record_info.pop(_COUNTED, False):
+        CONNECTIONS_CHECKED_OUT.dec()
+
+
+class FeedMeter(Meter):
+    """The market feed's polls and drops, counted."""
+
+    def polled(self, seconds: float) -> None:
+        MARKET_POLLS.observe(seconds)
+
+    def dropped(self) -> None:
+        STREAMS_DROPPED.inc()
 
 
 class MetricsResource:

@@ -79,7 +79,12 @@ class RequestObserver:
         log.log(level, "request %s", logfmt(fields))
 
     def _outcome(self, req: falcon.Request, status: int, results: list[Result]) -> str:
-        """The request's outcome for the metrics and the log; the database's state with it."""
+        """The request's outcome for the metrics and the log; the database's state with it.
+
+        An error handler may have named it already (a stream refused: `refused`).
+        """
+        if "outcome" in req.context:
+            return req.context.outcome
         failed_for_database = [result for result in results if database_failed(result)]
         if status == 503 or failed_for_database:
             cause = req.context.get("database_error") or failed_for_database[0].cause

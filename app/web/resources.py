@@ -6,7 +6,9 @@ import logging
 import falcon
 from lxml import etree
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from app import deadline
 from app.auth.gate import Gate
 from app.auth.permissions import authorize, authorize_account
 from app.exchange.service import perform
@@ -22,6 +24,7 @@ from app.web.media import XML, negotiated
 log = logging.getLogger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
+READINESS_S = 1.0  # readiness answers within this, 503 when the database does not
 
 
 class RequestsResource:
@@ -95,6 +98,20 @@ class ReportResource:
         resp.media = report
 
 
+class QuotesResource:
+    """`GET /symbols`: every symbol with its last trade's price and time (SPEC §10), XML or JSON."""
+
+    def __init__(self, exchange: Exchange):
+        self._exchange = exchange
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.kind = "symbols"
+        resp.content_type = negotiated(req)
+        report = self._exchange.quotes()
+        req.context.replies = [((), report)]
+        resp.media = report
+
+
 class LivenessResource:
     """`GET /livez`: 200 while the process serves requests; it asks the database nothing."""
 
@@ -107,7 +124,9 @@ class ReadinessResource:
     """`GET /readyz` (and `/health`): 200 when the database answers and has the schema, else
     503; 503 too while the instance drains before stopping.
 
-    A failing database is this endpoint's expected answer, not an error of the
+    It answers within READINESS_S even when the database hangs: the deadline
+    ends the wait, and the exchange it asks has a connection of its own. A
+    failing database is this endpoint's expected answer, not an error of the
     request, so it is logged at debug only: the requests themselves log it.
     """
 
@@ -121,8 +140,9 @@ class ReadinessResource:
             resp.data = _health(draining="yes")
             return
         try:
-            missing = self._exchange.missing_tables()
-        except DBAPIError as error:
+            with deadline.within(READINESS_S):
+                missing = self._exchange.missing_tables()
+        except (DBAPIError, PoolTimeout) as error:
             log.debug("not ready: %s", error)
             resp.status = falcon.HTTP_503
             resp.content_type = XML

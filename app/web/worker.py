@@ -3,14 +3,23 @@
 gunicorn's threaded worker reads each request on one of its few threads, so
 a handful of clients sending their headers a line a second held every
 thread, and the exchange stopped answering anyone. Here every connection has
-a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
+a greenlet of its own (gevent; psycopg2 made cooperative by app/storage/waits.py), and:
 
 - a request is read whole, headers and body, within `request_timeout` of its
   first byte, before the application runs it in one of the worker's
   `concurrency` slots, in arrival order; one that does not arrive in time
   is answered 408 and its connection closed;
+- once arrived, a request has `deadline` seconds, its wait for a slot
+  included; past it, nothing more of it runs (its items are answered
+  `deadline passed: not applied`), and no wait for the database outlasts
+  it. Health checks and metrics take no slot: they answer at once;
 - a body cut short (the client stopped sending before its declared length or
-  its last chunk) is answered 400 and never run;
+  its last chunk), or headers cut short by a client that half-closed, is
+  answered 400 and never run;
+- a body larger than `max_body_bytes` is refused with 413 as soon as its
+  length or a chunk's size says so, unread; a client that waits for
+  `100 Continue` before sending its body (`Expect: 100-continue`) gets it
+  once the headers are admitted;
 - a reply the client does not take within the same time closes it too;
 - a connection silent between requests is closed after gunicorn's
   `keepalive` seconds, without a word;
@@ -18,7 +27,14 @@ a greenlet of its own (gevent; psycopg2 made cooperative by psycogreen), and:
   from one address, a new connection is answered 503 and closed. Both caps
   are per worker process;
 - a request gunicorn cannot parse gets the XML error document, like every
-  other reply, instead of gunicorn's HTML page.
+  other reply, instead of gunicorn's HTML page;
+- a market-data stream (app/web/stream.py) is a connection held open: it
+  counts against the connection caps like any other, leaves its request slot
+  once subscribed, is written as its events come rather than gathered, and
+  closes its connection when it ends, or its client does; at shutdown every
+  stream ends at once. Its kernel send buffer is as small as its own buffer
+  of events (EXCHANGE_STREAM_BUFFER_BYTES), not autotuned up to megabytes:
+  a client that stops reading holds little memory, and is dropped soon.
 
 Each cut-off is counted in the metrics and logged as a warning naming the
 client, at most once per address every 10 seconds (app/ratelimit.py)."""
@@ -27,25 +43,52 @@ import contextlib
 import errno
 import io
 import logging
+import os
+import signal
 import socket
 import time
+import weakref
 from collections import Counter
 from http import HTTPStatus
 
+import gevent
 import gunicorn.util
 from gevent.lock import BoundedSemaphore
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.ggevent import GeventWorker
-from psycogreen.gevent import patch_psycopg
 
+from app import deadline
 from app.config import Config
-from app.protocol import render_error
+from app.endpoints import UNQUEUED_PATHS
+from app.protocol import DocumentTooLarge, render_error
 from app.ratelimit import RateLimitedWarnings, client_host
+from app.storage import waits
+from app.web import stages
 
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def hold_stop_signals_across_forks() -> None:
+    """In gunicorn's master: a stop signal sent to a worker that cannot handle one yet waits.
+
+    A worker starts with the master's handlers, and until gunicorn installs its
+    own (after gevent's patching, a good part of its boot) a SIGTERM went to the
+    master's handler in the worker and was lost: the worker served on until the
+    master killed it, `graceful_timeout` later. So the stop signals are blocked
+    from just before each fork, in the master until the fork is done, in the
+    worker until `init_process` has a handler for them; one sent meanwhile is
+    delivered then. (A master that gunicorn re-executes on SIGUSR2 inherits the block
+    from its fork: it lifts it here, at its own start.)
+    """
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    os.register_at_fork(
+        before=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS),
+        after_in_parent=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS),
+    )
 
 
 class RequestTimeout(Exception):
@@ -54,6 +97,11 @@ class RequestTimeout(Exception):
 
 class IncompleteBody(Exception):
     """The client stopped sending before its body was whole: answered 400, never run."""
+
+
+class IncompleteHeaders(IncompleteBody):
+    """The client closed its side before its headers ended: answered 400 too, where the
+    socket still takes a reply (it half-closed), rather than dropped without a word."""
 
 
 class ReplyTimeout(BrokenPipeError):
@@ -73,15 +121,26 @@ class ClientSocket:
         self.host = host
         self._worker = worker
         self._deadline: float | None = None  # while a request is arriving
+        self._in_headers = False  # its headers are arriving
         self._ended = False  # by end_idle_wait
+        self.held_open = False  # by a stream: the connection closes when it ends
+        # Where the request being served spent its time (app/web/stages.py).
+        self.first_byte_at = self.arrived_at = 0.0
+        self.stages: dict[str, float] | None = None  # once the application has run
+        self.sending_s = 0.0
 
     def recv(self, size: int) -> bytes:
         if self._deadline is not None:
             try:
-                return self._until(self._deadline, self._sock.recv, size)
+                data = self._until(self._deadline, self._sock.recv, size)
             except TimeoutError:
                 raise RequestTimeout from None
+            if not data and self._in_headers:
+                raise IncompleteHeaders("request incomplete: the connection closed in its headers")
+            return data
         worker = self._worker
+        if not worker.alive:  # stopping: no next request (see `end_idle_wait`)
+            return b""
         worker.idle.add(self)
         try:
             data = self._until(time.monotonic() + worker.cfg.keepalive, self._sock.recv, size)
@@ -94,14 +153,20 @@ class ClientSocket:
         finally:
             worker.idle.discard(self)
         if data:
-            self._deadline = time.monotonic() + worker.request_timeout
+            self.first_byte_at = time.monotonic()
+            self._deadline = self.first_byte_at + worker.request_timeout
+            self._in_headers = True
             worker.metrics.ARRIVING_REQUESTS.inc()
         return data
 
+    def headers_arrived(self) -> None:
+        self._in_headers = False
+
     def sendall(self, data: bytes) -> None:
+        started = time.monotonic()
         try:
-            deadline = time.monotonic() + self._worker.request_timeout
-            self._until(deadline, self._sock.sendall, data)
+            self._until(started + self._worker.request_timeout, self._sock.sendall, data)
+            self.sending_s += time.monotonic() - started
         except TimeoutError:
             self._worker.cut_off(self.host, "reply")
             raise ReplyTimeout(errno.EPIPE, "reply not taken in time") from None
@@ -110,13 +175,23 @@ class ClientSocket:
         """The request is in whole (or never will be): its deadline no longer runs."""
         if self._deadline is not None:
             self._deadline = None
+            self.arrived_at = time.monotonic()
             self._worker.metrics.ARRIVING_REQUESTS.dec()
 
     def end_idle_wait(self) -> None:
-        """Make a wait for the next request end as if the client had closed."""
+        """Make a wait for the next request end as if the client had closed.
+
+        A connection that starts to wait only once the worker is stopping (its
+        reply was still being written) ends at once in `recv` instead.
+        """
         self._ended = True
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RD)
+
+    def hang_up(self) -> None:
+        """Close the connection at once: a write the client does not take fails now."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def _until(self, deadline: float, operation, argument):
         seconds = deadline - time.monotonic()
@@ -139,53 +214,83 @@ class ClientSocket:
 class ExchangeWorker(GeventWorker):
     def patch(self) -> None:
         super().patch()
-        patch_psycopg()
+        waits.install()
 
     def init_process(self) -> None:
+        """A stop asked for while the worker boots stops it once booted (see
+        `hold_stop_signals_across_forks`)."""
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._stop_once_booted)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         config = Config.from_env()
         self.request_timeout = config.request_timeout
         self._max_connections = config.max_connections
         self._max_per_client = config.max_connections_per_client
         self._max_body_bytes = config.max_body_bytes
+        self._stream_buffer_bytes = config.stream_buffer_bytes
+        self._deadline_s = config.deadline
         self._slots = BoundedSemaphore(self.cfg.threads)
         self._read_slots = BoundedSemaphore(config.read_concurrency)
         self._open: Counter[str] = Counter()
         self.idle: set[ClientSocket] = set()  # waiting for their next request
+        self.streams: weakref.WeakSet = weakref.WeakSet()  # held open, to end at shutdown
         self._warnings = RateLimitedWarnings(log)
         gunicorn.util.write_error = _write_error
         super().init_process()
 
     def load_wsgi(self) -> None:
-        """The application runs in one of the worker's slots, in arrival order.
+        """The application runs in one of the worker's slots, in arrival order, by its deadline.
 
-        GET requests (the read-only resources, health, metrics) have slots of
-        their own: they take no locks and one statement, and would otherwise
-        queue behind the orders. The metrics are imported here, after the fork
-        and once the worker handles signals: prometheus_client gives each
-        process files of its own.
+        GET requests (the read-only resources) have slots of their own: they
+        take no locks and one statement, and would otherwise queue behind the
+        orders; health checks and metrics take none. A request whose deadline
+        passes before it gets a slot runs without one: the exchange then runs
+        nothing of it, and it is answered at once. A stream leaves its slot
+        once subscribed and is written as it goes, on a connection held open,
+        with no deadline. The metrics are imported here, after the fork and
+        once the worker handles signals:
+        prometheus_client gives each process files of its own.
         """
         from app.web import metrics
+        from app.web.stream import EventStream
 
         self.metrics = metrics
         super().load_wsgi()
         application = self.wsgi
 
         def in_turn(environ, start_response):
-            slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
-            with slots:
+            if environ["PATH_INFO"] in UNQUEUED_PATHS:
                 return list(application(environ, start_response))
+            slots = self._read_slots if environ["REQUEST_METHOD"] == "GET" else self._slots
+            connection = environ["gunicorn.socket"]
+            with deadline.within(self._deadline_s), _slot(slots), stages.timed(connection):
+                body = application(environ, start_response)
+                if not isinstance(body, EventStream):
+                    return list(body)
+            connection.held_open = True
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._stream_buffer_bytes)
+            body.hold(connection.hang_up)
+            gevent.spawn(_end_when_client_leaves, connection.raw, body)
+            self.streams.add(body)
+            return body
 
         self.wsgi = in_turn
+
+    def _stop_once_booted(self, signum, frame) -> None:
+        self.alive = False
 
     def timeout_ctx(self):
         """Reads are timed by the ClientSocket, from a request's first byte."""
         return contextlib.nullcontext()
 
     def handle_exit(self, sig, frame) -> None:
-        """On SIGTERM, connections waiting for a next request close at once, not when idle long."""
+        """On SIGTERM, connections waiting for a next request close at once, not when idle long,
+        and streams end (their clients reconnect to another worker)."""
         super().handle_exit(sig, frame)
         for waiting in list(self.idle):
             waiting.end_idle_wait()
+        for stream in list(self.streams):
+            stream.end("shutdown")
 
     def handle(self, listener, client, addr) -> None:
         host = client_host(addr)
@@ -210,10 +315,16 @@ class ExchangeWorker(GeventWorker):
                 del self._open[host]
 
     def handle_request(self, listener_name, req, sock, addr) -> bool:
-        """Read the body within the request's deadline; the application then reads memory."""
-        self._read_body(req)
+        """Read the body within the request's deadline; the application then reads memory.
+        Once the reply is written, where the request's time went is recorded."""
+        sock.headers_arrived()
+        self._read_body(req, sock)
         sock.arrived()
-        return super().handle_request(listener_name, req, sock, addr)
+        sock.stages, sock.sending_s = None, 0.0
+        keep_alive = super().handle_request(listener_name, req, sock, addr)
+        if sock.stages is not None and not sock.held_open:
+            stages.record(self.metrics.STAGE_SECONDS, sock.stages, replying=sock.sending_s)
+        return keep_alive and not sock.held_open
 
     def handle_error(self, req, client, addr, exc) -> None:
         if isinstance(exc, RequestTimeout):
@@ -223,6 +334,9 @@ class ExchangeWorker(GeventWorker):
             self.metrics.REQUESTS.labels("unparsed", "bad_request").inc()
             self._warnings.warn(client.host, str(exc))
             _answer(client.raw, 400, str(exc))
+        elif isinstance(exc, DocumentTooLarge):
+            self.metrics.REQUESTS.labels("unparsed", "too_large").inc()
+            _answer(client.raw, 413, str(exc))
         else:
             super().handle_error(req, client, addr, exc)
 
@@ -239,21 +353,28 @@ class ExchangeWorker(GeventWorker):
             return "too_many_from_client"
         return None
 
-    def _read_body(self, req) -> None:
+    def _read_body(self, req, sock: ClientSocket) -> None:
         """The whole body, up to one byte past the limit, which the application then refuses.
 
         A body known to be too large is not read at all, and its connection
-        closes after the reply. A request with neither a length nor chunks
-        has no body (RFC 9112 section 6.3). A body cut short, the client
-        having stopped sending before its end, is never run.
+        closes after the reply; a chunk whose size passes the limit ends the
+        request at once (`DocumentTooLarge`). A request with neither a length
+        nor chunks has no body (RFC 9112 section 6.3). A body cut short, the
+        client having stopped sending before its end, is never run.
         """
         reader = req.body.reader
         if isinstance(reader, LengthReader) and reader.length > self._max_body_bytes:
             req.must_close = True
+            req._expected_100_continue = False  # refused: the client need not send it
             return
         if not isinstance(reader, LengthReader | ChunkedReader):
             req.body = io.BytesIO(b"")
             return
+        if req._expected_100_continue:  # answered once, here, before the body is read
+            req._expected_100_continue = False
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if isinstance(reader, ChunkedReader):
+            _refuse_chunks_past(reader, self._max_body_bytes)
         declared = reader.length if isinstance(reader, LengthReader) else None
         try:
             body = req.body.read(self._max_body_bytes + 1)
@@ -268,6 +389,43 @@ class ExchangeWorker(GeventWorker):
         if len(body) > self._max_body_bytes:
             req.must_close = True
         req.body = io.BytesIO(body)
+
+
+def _end_when_client_leaves(sock: socket.socket, stream) -> None:
+    """A stream's client sends nothing more: once it closes its end, the stream ends at once,
+    not at its next write (which the kernel may still accept)."""
+    with contextlib.suppress(OSError):
+        while sock.recv(4096):
+            pass
+    stream.end("left")
+
+
+def _refuse_chunks_past(reader: ChunkedReader, limit: int) -> None:
+    """Make the reader raise DocumentTooLarge as soon as the chunk sizes read add up past
+    `limit`, instead of waiting for the chunk's bytes (until the request's deadline)."""
+    parse_size = reader.parse_chunk_size
+    announced = 0
+
+    def checked(unreader, data=None):
+        nonlocal announced
+        size, rest = parse_size(unreader, data)
+        announced += size
+        if announced > limit:
+            raise DocumentTooLarge(limit)
+        return size, rest
+
+    reader.parse_chunk_size = checked
+
+
+@contextlib.contextmanager
+def _slot(slots: BoundedSemaphore):
+    """A slot if one frees before the deadline; else none (the request then runs nothing)."""
+    taken = slots.acquire(timeout=max(deadline.remaining(), 0))
+    try:
+        yield
+    finally:
+        if taken:
+            slots.release()
 
 
 def _write_error(sock, status: int, reason: str, message: str) -> None:

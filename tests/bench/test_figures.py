@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from bench import report
+from bench import report, stages
 from bench.figures import PGBENCH_FIELDS, RUN_FIELDS, Results, Target, write_rows
 
 BASELINE = {"revision": "HEAD~5", "commit": "4b8afb9" + "0" * 33, "subject": "An older release"}
@@ -146,6 +146,49 @@ def test_readers_targets_compare_order_throughput_and_give_the_book_p99(tmp_path
     assert targets["book depth p99 with 8 readers, 100k resting, ms"] == ["12.00", "<= 20", "met"]
 
 
+def test_streams_targets_compare_with_the_same_run_without_streams(tmp_path):
+    results = _results(
+        tmp_path,
+        [
+            _row("http", 1, 1000, service_rss_mb=250, db_commits_per_s=900),
+            _row(
+                "streams-10",
+                1,
+                990,
+                streams=10,
+                db_commits_per_s=890,
+                market_polls_per_s=3.9,
+                stream_p99_s=0.4,
+            ),
+            _row(
+                "streams-1000",
+                1,
+                920,
+                streams=1000,
+                service_rss_mb=300,
+                db_commits_per_s=850,
+                market_polls_per_s=4,
+                stream_p50_s=0.3,
+                stream_p99_s=0.6,
+                stream_max_s=0.9,
+            ),
+        ],
+    )
+    targets = _targets(results)
+    assert targets["orders with 1,000 streams / without"] == ["0.92", ">= 0.9", "met"]
+    assert targets["trade to stream p99 with 1,000 streams, s"] == ["0.60", "<= 1", "met"]
+    polls = "market polls of the database/s, 1,000 streams / 10 streams"
+    assert targets[polls] == ["1.03", "<= 1.05", "met"]
+    assert targets["service RSS, 1,000 streams / without"] == ["1.20", "<= 2", "met"]
+    table = results.streams_table()
+    assert [row[0] for row in table] == ["point", "http", "streams-10", "streams-1000"]
+    assert table[3][1:8] == ["1000", "920", "0.300", "0.600", "0.900", "850", "4.0"]
+
+
+def test_no_streams_table_without_streams(tmp_path):
+    assert _results(tmp_path, [_row("http", 1, 1000)]).streams_table() == []
+
+
 @pytest.mark.parametrize(
     "target, value, verdict",
     [
@@ -179,3 +222,15 @@ def test_report_writes_the_comparison_into_the_page(tmp_path, monkeypatch):
     assert "| http | 50 | 102 | 2.03 (2.02-2.04) |" in page
     assert "![before-after](scalability/before-after.png)" in page
     assert (tmp_path / "before-after.png").stat().st_size > 0
+
+
+def test_a_stages_quantiles_are_read_off_the_buckets_of_the_point_alone():
+    before = {"queued": {0.001: 10.0, 0.01: 10.0, float("inf"): 10.0}}
+    after = {
+        "queued": {0.001: 60.0, 0.01: 110.0, float("inf"): 110.0},
+        "database": {0.001: 0.0, 0.01: 100.0, float("inf"): 100.0},
+    }
+    spent = stages.quantiles(before, after, wanted=(0.5, 0.99))
+    assert spent["queued"] == [pytest.approx(0.001), pytest.approx(0.01 - 0.009 * 0.02)]
+    assert spent["database"] == [pytest.approx(0.0055), pytest.approx(0.00991)]
+    assert spent["replying"] == [0.0, 0.0]  # none measured

@@ -1,6 +1,7 @@
 """locustfile.py drives the real service, over HTTP and through the shim, without failures."""
 
 import csv
+import io
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.local.cluster import PROJECT
+from bench import streams
 from bench.run import aggregated
 from bench.workload import READ
 from tests.shim.processes import running_shim
@@ -49,3 +51,24 @@ def test_market_data_readers_poll_and_traders_read_their_statements(server, tmp_
     reads = sum(int(stats[name]["Request Count"]) for name in stats if name.startswith(READ))
     assert trading["Request Count"] == int(stats["Aggregated"]["Request Count"]) - reads
     assert trading["book_p99_ms"] == float(stats["read: book"]["99%"])
+
+
+def test_stream_users_follow_the_traded_symbols_and_note_when_trades_reach_them(
+    server, engine, tmp_path
+):
+    prefix, arrivals = tmp_path / "load", tmp_path / "arrivals.csv"
+    users = ["ExchangeHttpUser", "MarketStreamUser"]
+    settings = {"LOAD_STREAMS": "1", "LOAD_STREAM_LOG": str(arrivals)}  # and 2 traders
+    stats = _run_locust(server, users, "127.0.0.1:9", prefix, **settings)
+    assert int(stats["read: stream"]["Request Count"]) == 1
+    assert int(stats["Aggregated"]["Failure Count"]) == 0
+
+    def query(sql: str) -> str:
+        with engine.raw_connection() as connection, connection.cursor() as cursor:
+            answer = io.StringIO()
+            cursor.copy_expert(sql, answer)
+            return answer.getvalue()
+
+    reached = streams.delays(arrivals, query)
+    assert reached.deliveries > 0
+    assert 0 < reached.p50_s <= reached.p99_s <= reached.max_s < 5

@@ -9,6 +9,7 @@ import pytest
 
 from app.client.resend import NotTaken, keyed_http_sender, keyed_tcp_sender, not_taken
 from app.local.cluster import free_port
+from app.outcomes import Unavailable
 from app.protocol import render_error
 
 OPENED = b'<results><opened sym="X" amount="1" limit="1" id="7"/></results>'
@@ -88,7 +89,7 @@ def test_errors_that_are_answers_are_not_sent_again():
 
 def test_over_tcp_the_key_travels_in_the_prefix_and_a_refusal_is_read_from_the_body():
     received = []
-    replies = [render_error("service unavailable: HTTP 503 Service Unavailable"), OPENED]
+    replies = [render_error(Unavailable.SERVICE.text("HTTP 503 Service Unavailable")), OPENED]
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
         def serve():
@@ -109,10 +110,31 @@ def test_over_tcp_the_key_travels_in_the_prefix_and_a_refusal_is_read_from_the_b
     "reply, resent",
     [
         (render_error("request in progress"), True),
-        (render_error("service unavailable: no reply within 30 s"), True),
+        (render_error(Unavailable.SERVICE.text("Cannot connect")), True),
+        (render_error(Unavailable.SERVICE_AFTER_SENDING.text("no reply within 30 s")), True),
+        (
+            b'<results><error id="1">database unavailable: not applied</error>'
+            b'<error id="2">deadline passed: outcome unknown, it may have been applied</error>'
+            b"</results>",
+            True,
+        ),
         (render_error("idempotency key reused with a different request"), False),
         (OPENED, False),
         (b"<results><error>request in progress</error><created/></results>", False),
+        (
+            b'<results><error id="1">database unavailable: not applied</error><created/></results>',
+            False,
+        ),
+    ],
+    ids=[
+        "in-progress",
+        "not-sent",
+        "no-reply",
+        "every-child-failed-for-the-database",
+        "key-reused",
+        "opened",
+        "one-child-taken",
+        "one-child-taken-one-failed",
     ],
 )
 def test_which_replies_over_tcp_mean_not_taken(reply, resent):

@@ -6,9 +6,9 @@ from decimal import Decimal
 import psycopg2
 import pytest
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError
 
 from app.exchange.commands import CreateAccount, PlaceOrder
+from app.exchange.errors import CommitUnconfirmed
 from app.exchange.transactions import Exchange
 from app.storage.engine import exchange_engine
 from tests.exchange.market import Market
@@ -79,11 +79,11 @@ def test_a_connection_lost_once_commit_is_sent_is_not_run_again(single_connectio
     market.grant("1", "X", 10)
     event.listen(single_connection, "checkout", inject)
     try:
-        with pytest.raises(DBAPIError) as lost:
+        with pytest.raises(CommitUnconfirmed) as lost:
             exchange.place_order(PlaceOrder("1", "X", Decimal(1), Decimal(5)))
     finally:
         event.remove(single_connection, "checkout", inject)
-    assert lost.value.connection_invalidated
+    assert lost.value.error.connection_invalidated
     assert exchange.retries == 0
     assert market.balance("1") == 1000  # this time the server died before committing
     market.buy("1", "X", 1, 5)  # and the next transaction gets a new connection

@@ -94,7 +94,7 @@ def cluster(database_url, schema_engine, tmp_path_factory):
         DATABASE_URL=database_url,
         EXCHANGE_BALANCER_SERVER_TIMEOUT=str(SERVER_TIMEOUT_S),
         EXCHANGE_IDEMPOTENCY_LEASE=str(LEASE_S),
-        EXCHANGE_DB_IDLE_TRANSACTION_TIMEOUT="2",
+        EXCHANGE_DEADLINE="2",
     ) as running:
         yield running
 

@@ -20,3 +20,12 @@ def test_gives_up_on_the_fifth_death_within_the_window():
 def test_deaths_older_than_the_window_are_forgotten():
     policy = RestartPolicy(first_delay=0.5, window=60)
     assert deaths(policy, 0, 10, 20, 30, 61, 200) == [0.5, 1, 2, 4, 4, 0.5]
+
+
+def test_a_part_that_has_served_is_never_given_up_on():
+    """Whatever stops it (a full disk, its port taken later) a person can fix: it is tried
+    again at the longest pause, for as long as it takes."""
+    policy = RestartPolicy(first_delay=0.5, max_delay=8, window=60)
+    delays = [policy.delay_after_death(now, has_served=True) for now in range(0, 100, 5)]
+    assert None not in delays
+    assert delays[-1] == 8

@@ -19,6 +19,8 @@ from app.exchange.results import (
     OpenOrders,
     OrderView,
     PriceLevel,
+    Quote,
+    Quotes,
     Status,
     Trade,
     Trades,
@@ -226,3 +228,21 @@ def test_json_order_ids_are_strings_and_more_is_always_present():
 
 def test_json_of_a_failure_is_an_error_object():
     assert json.loads(render_json(Failed("no such symbol"))) == {"error": "no such symbol"}
+
+
+QUOTES = Quotes((Quote("NEW", None, None), Quote("X", Decimal("125.50"), 6)))
+
+
+def test_symbols_list_leaves_out_the_last_trade_of_a_symbol_that_never_traded():
+    assert body(render_report(QUOTES)) == (
+        '<symbols><symbol sym="NEW"/><symbol sym="X" price="125.5" time="6"/></symbols>'
+    )
+
+
+def test_symbols_list_in_json_has_null_for_a_symbol_that_never_traded():
+    assert json.loads(render_json(QUOTES)) == {
+        "symbols": [
+            {"sym": "NEW", "price": None, "time": None},
+            {"sym": "X", "price": "125.5", "time": 6},
+        ]
+    }

@@ -93,6 +93,27 @@ class _EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    """Reads the request, then answers with the server's `status` and `body`, or, with no
+    status, closes the connection without a word: a service that died while serving it."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.server.status is None:
+            self.close_connection = True
+            return
+        self.send_response(self.server.status)
+        self.send_header("Content-Type", self.server.content_type)
+        self.send_header("Content-Length", str(len(self.server.body)))
+        self.end_headers()
+        self.wfile.write(self.server.body)
+
+    def log_message(self, format, *args):
+        pass
+
+
 class _EchoServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the default of 5 would drop a pool's connections at once
@@ -101,8 +122,29 @@ class _EchoServer(ThreadingHTTPServer):
 @contextlib.contextmanager
 def echo_service(port: int, delay: float = 0.0):
     """A stand-in for the service that answers each request with its own body, after `delay`."""
-    server = _EchoServer(("127.0.0.1", port), _EchoHandler)
-    server.delay = delay
+    with _serving(port, _EchoHandler, delay=delay) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def scripted_service(
+    port: int,
+    status: int | None,
+    body: bytes = b"",
+    content_type: str = "application/xml",
+):
+    """A stand-in for the service that answers every request alike (see _ScriptedHandler)."""
+    with _serving(
+        port, _ScriptedHandler, status=status, body=body, content_type=content_type
+    ) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serving(port: int, handler, **settings):
+    server = _EchoServer(("127.0.0.1", port), handler)
+    for name, value in settings.items():
+        setattr(server, name, value)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

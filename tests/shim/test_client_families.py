@@ -98,3 +98,21 @@ def test_one_client_gets_at_most_one_warning_in_10_s(logged_shim, engine):
     send_two_requests_reading_each_reply(logged_shim, "127.0.0.5")
     assert wait_for_warnings_of_lost_requests(logged_shim, "127.0.0.5")
     assert len(warnings_of_lost_requests(logged_shim, "127.0.0.4")) == 1
+
+
+def test_the_start_line_names_the_framing(logged_shim):
+    assert (
+        "one request per connection, replies bare "
+        "(EXCHANGE_SHIM_KEEP_OPEN=0, EXCHANGE_SHIM_REPLY_LENGTH=0)"
+    ) in logged_shim.log_text()
+
+
+def test_warnings_held_back_are_counted_when_the_shim_stops(server, engine, tmp_path):
+    log = tmp_path / "shim.log"
+    with running_shim(server, *SHIM_LIMIT_FLAG, log=log) as shim:
+        for _ in range(3):
+            send_two_requests_reading_each_reply(shim, "127.0.0.6")
+        assert wait_for_warnings_of_lost_requests(shim, "127.0.0.6")
+    [first, last] = warnings_of_lost_requests(shim, "127.0.0.6")
+    assert "more since the last warning" not in first
+    assert last.endswith("(2 more since the last warning)")

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import requests
 from lxml import etree
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.local.cluster import PROJECT, free_port
 from app.run import STOP_TIMEOUT, WEB_COMMAND
@@ -91,3 +92,44 @@ def error_reply(reply: bytes) -> tuple[int, str]:
     root = etree.fromstring(body)
     assert root.tag == "results" and root[0].tag == "error", reply
     return int(head.split()[1]), root[0].text
+
+
+def post_while_restarting(url: str, document: str, timeout: float = 10.0) -> None:
+    """POST a document that must be answered without an error, waiting out a service that
+    is starting a new worker."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = requests.post(url, data=document.encode(), timeout=timeout)
+            break
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline, "the service did not come back"
+            time.sleep(0.1)
+    assert reply.status_code == 200 and b"<error" not in reply.content, reply.content
+
+
+Samples = dict[tuple[str, tuple], float]
+
+
+def scrape(server: str, kind: str | None = None) -> Samples:
+    """`/metrics` as {(name, labels): value}; only the metrics of `kind` (gauge, ...) if given."""
+    response = requests.get(f"{server}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        if kind is None or family.type == kind
+        for sample in family.samples
+    }
+
+
+def negative_gauges(server: str) -> Samples:
+    return {key: value for key, value in scrape(server, "gauge").items() if value < 0}
+
+
+def counters_gone_down(before: Samples, after: Samples) -> Samples:
+    """Counter samples lower after than before: a restart Prometheus would read as a reset."""
+    return {
+        key: after.get(key, 0.0) for key, value in before.items() if after.get(key, 0.0) < value
+    }

@@ -124,6 +124,51 @@ def test_chunked_body_without_its_last_chunk_gets_400_and_is_not_run(server, eng
     assert _accounts(engine) == []
 
 
+def test_headers_cut_short_by_a_half_close_get_400_rather_than_silence(server, engine):
+    reply = _half_closed_exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Le")
+    assert error_reply(reply) == (400, "request incomplete: the connection closed in its headers")
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_its_body(server, engine):
+    with wire.connect(address_of(server)) as connection:
+        connection.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(CREATE)
+        )
+        connection.settimeout(0.5)  # curl waits a second before it sends the body anyway
+        assert connection.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        connection.settimeout(wire.TIMEOUT)
+        connection.sendall(CREATE)
+        stream = connection.makefile("rb")
+        assert stream.readline().startswith(b"HTTP/1.1 200 ")
+    assert _accounts(engine) == ["1"]
+
+
+def test_a_body_over_the_limit_expecting_100_continue_is_refused_without_it(server, engine):
+    reply = _half_closed_exchange(
+        server,
+        b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: %d\r\n\r\n" % (2 * SMALL_BODY_LIMIT),
+    )
+    assert error_reply(reply)[0] == 413
+
+
+def test_a_chunk_larger_than_the_limit_is_refused_at_once(server, engine):
+    """Not after the request's deadline, waiting for bytes the limit would refuse anyway."""
+    with wire.connect(address_of(server)) as connection:
+        started = time.monotonic()
+        connection.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n<create>" % (4 * SMALL_BODY_LIMIT)
+        )
+        reply = wire.read_to_end(connection)
+        assert time.monotonic() - started < 2
+    assert error_reply(reply) == (
+        413,
+        f"request is larger than the limit of {SMALL_BODY_LIMIT} bytes",
+    )
+
+
 def _accounts(engine) -> list[str]:
     with engine.connect() as connection:
         return list(connection.scalars(select(accounts.c.id)))

@@ -181,3 +181,19 @@ def test_a_dead_workers_gauges_are_dropped(database_url, schema_engine, tmp_path
         assert survivor in live_gauge_pids(metrics)
     finally:
         gunicorn.stop()
+
+
+def test_a_worker_told_to_stop_while_it_boots_stops_once_booted(database_url, tmp_path):
+    """A SIGTERM reaching a worker before gunicorn has set its handlers was lost, and a
+    stopping server waited for its graceful timeout (30 s) before killing it."""
+    gunicorn = start_gunicorn(database_url, tmp_path / "gunicorn.log", EXCHANGE_WORKERS="1")
+    try:
+        deadline = time.monotonic() + 60
+        while not (booting := gunicorn.worker_pids()):
+            assert time.monotonic() < deadline, gunicorn.log_text()
+            time.sleep(0.005)
+        [worker] = booting
+        os.kill(worker, signal.SIGTERM)
+        wait_for(lambda: worker not in gunicorn.worker_pids(), gunicorn, timeout=10)
+    finally:
+        gunicorn.stop()

@@ -1,13 +1,17 @@
 """Prometheus metrics: counted in every gunicorn worker, summed at GET /metrics."""
 
+import pytest
 import requests
 from lxml import etree
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import make_url, text
+from sqlalchemy.exc import DBAPIError
 
 from app.exchange.transactions import Exchange
+from app.local import cluster
 from app.storage.engine import database_engine
 from app.web import metrics
+from tests.web.servers import scrape
 
 ACCOUNTS = (
     b'<create><account id="101" balance="1000"/><account id="102" balance="0"/>'
@@ -16,17 +20,6 @@ ACCOUNTS = (
 BUY = b'<transactions id="101"><order sym="MTR" amount="10" limit="2"/></transactions>'
 SELL = b'<transactions id="102"><order sym="MTR" amount="-4" limit="1"/></transactions>'
 CANCEL = '<transactions id="101"><cancel id="{0}"/><query id="{0}"/><cancel id="0"/></transactions>'
-
-
-def scrape(server: str) -> dict[tuple[str, tuple], float]:
-    response = requests.get(f"{server}/metrics", timeout=30)
-    assert response.status_code == 200
-    assert response.headers["Content-Type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def increase(before, after, name, **labels) -> float:
@@ -93,3 +86,27 @@ def test_checked_out_connections_are_followed(database_url):
         assert checked_out() == idle
     finally:
         engine.dispose()
+
+
+def test_connections_that_never_came_are_not_counted_back(database_url):
+    """With the database gone, each failed reconnect of a pooled connection reports a return
+    of a connection that was never handed out: the gauge went one lower for each."""
+
+    def checked_out():
+        return REGISTRY.get_sample_value("exchange_db_connections_checked_out")
+
+    url = make_url(database_url).set(database="exchange_gone").render_as_string(False)
+    cluster.create_database(url)
+    engine = database_engine(url, pool_size=1)
+    metrics.watch_pool(engine, 1)
+    try:
+        with engine.connect():  # the pool now holds a connection
+            pass
+        cluster.drop_database(url)  # which the server ends; new ones are refused
+        before = checked_out()
+        for _ in range(3):
+            with pytest.raises(DBAPIError), engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    assert checked_out() == before

@@ -9,7 +9,7 @@ from lxml import etree
 from prometheus_client import REGISTRY
 
 from app.config import Config
-from app.exchange.errors import Reason
+from app.outcomes import Unavailable
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema
 from app.web.app import create_app
@@ -59,9 +59,21 @@ def test_every_item_failing_for_want_of_the_database_gets_503(client, cluster):
     result = client.simulate_post("/", body=TWO_QUERIES)
     assert result.status_code == 503
     assert [(child.tag, child.text) for child in etree.fromstring(result.content)] == [
-        ("error", Reason.DATABASE_UNAVAILABLE.value)
+        ("error", Unavailable.DATABASE.text())
     ] * 2
     assert requests_counted("unavailable") == before + 1
+
+
+def test_grants_of_a_symbol_the_database_could_not_create_are_answered_not_applied(client, cluster):
+    """Each child keeps its own reply, as when the database fails any other item."""
+    cluster.stop()
+    result = client.simulate_post(
+        "/", body=b'<create><symbol sym="S"><account id="1">5</account></symbol></create>'
+    )
+    assert result.status_code == 503
+    assert [
+        (child.tag, dict(child.attrib), child.text) for child in etree.fromstring(result.content)
+    ] == [("error", {"sym": "S", "id": "1"}, Unavailable.DATABASE.text())]
 
 
 def test_some_items_failing_for_want_of_the_database_count_as_partly_unavailable(client, cluster):
@@ -103,3 +115,23 @@ def test_a_long_outage_is_summarised_every_so_often(database_log):
         "database still unavailable after 30 s: 4 requests failed so far (connection refused)",
         "database still unavailable after 61 s: 6 requests failed so far (connection refused)",
     ]
+
+
+def test_an_outage_of_writes_alone_does_not_flap_between_down_and_back(database_log):
+    """Reads served between failing writes (a full disk) keep it one outage: a line when it
+    begins, one when the first read served seemed to end it and the next write failed, a
+    summary every 30 s, a line when writes are served again, and no line per pair."""
+    now = [0.0]
+    outage = DatabaseOutage(summary_every_s=30, clock=lambda: now[0])
+    for step in range(4000):  # 40 s: a write failing, then a read served, every 10 ms
+        now[0] = step / 100
+        outage.request_failed("could not extend file: No space left on device")
+        outage.request_served()
+    now[0] = 60.0  # writes served again
+    outage.request_served()
+    messages = [message for _, message in database_log()]
+    assert len(messages) == 5, messages
+    assert messages[0].startswith("database unavailable: could not extend file")
+    assert messages[2].startswith("database unavailable again 0.0 s after it was back: ")
+    assert messages[-2].startswith("database still unavailable after 30 s: 3001 requests failed")
+    assert messages[-1] == "database back after 60 s; 4000 requests failed meanwhile"

@@ -243,3 +243,23 @@ def test_reads_are_counted_in_the_metrics(client):
     before = counted()
     client.simulate_get("/symbols/X/book")
     assert counted() == [count + 1 for count in before]
+
+
+@pytest.mark.parametrize(
+    ("accept", "media"),
+    [
+        ("application/json, */*", "application/json"),  # a common client default
+        ("application/JSON", "application/json"),  # media types are case-insensitive
+        ("application/xml;q=0.2, application/json;q=0.8", "application/json"),
+        ("application/json;q=0.5, application/xml", "application/xml"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "application/xml"),
+        ("*/*", "application/xml"),
+        ("application/json;q=0", "application/xml"),
+        ("not a media range", "application/xml"),
+    ],
+)
+def test_accept_is_negotiated_by_quality_then_by_the_type_named(
+    client, worked_example, accept, media
+):
+    response = client.simulate_get("/symbols/X/book", headers={"Accept": accept})
+    assert response.headers["content-type"].startswith(media)
