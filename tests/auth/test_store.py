@@ -11,11 +11,14 @@ from app.auth.refusals import AuthenticationFailed, RateLimited
 from app.auth.store import KeyStore, RateLimit
 from app.storage.session import ahead_of_the_next_message
 
-LATER = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=30)
+
+def later(seconds: float = 30) -> datetime.datetime:
+    """A nonce's expiry as a proof signed now would have it (taken when used, not at import)."""
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
 
 
-def admit(store: KeyStore, key_id: str, nonce: str, until=LATER) -> None:
-    store.admit_alone(store.admission(store.key(key_id), nonce, until))
+def admit(store: KeyStore, key_id: str, nonce: str, until: datetime.datetime | None = None) -> None:
+    store.admit_alone(store.admission(store.key(key_id), nonce, until or later()))
 
 
 def refusal(store: KeyStore, key_id: str, nonce: str) -> str:
@@ -80,7 +83,7 @@ def test_a_revoked_key_is_refused_from_the_next_admission_on(store):
     admit(store, key, "nonce-001")
     assert store.revoke(key) is True
     with pytest.raises(AuthenticationFailed) as refused:
-        store.admit_alone(store.admission(known, "nonce-002", LATER))
+        store.admit_alone(store.admission(known, "nonce-002", later()))
     assert refused.value.cause == "revoked"
     assert store.revoke(key) is False
     assert store.revoke("no-such-key") is None
@@ -91,7 +94,7 @@ def test_a_revoked_key_is_refused_from_the_next_admission_on(store):
 
 def test_expired_nonces_are_purged_and_live_ones_kept(store):
     key = store.issue("123", ("read",))
-    admit(store, key, "old-nonce", until=LATER - datetime.timedelta(minutes=5))
+    admit(store, key, "old-nonce", until=later(-300))
     admit(store, key, "live-nonce")
     store.purge_nonces()
     admit(store, key, "old-nonce")
@@ -115,11 +118,11 @@ def test_admission_rides_with_the_requests_first_message_and_refuses_before_it_r
     market.account("1", 1000)
     market.grant("1", "X", 10)
     sent.clear()
-    with ahead_of_the_next_message(store.admission(key, "nonce-001", LATER)):
+    with ahead_of_the_next_message(store.admission(key, "nonce-001", later())):
         market.sell("1", "X", 1, 5)
     assert len(sent) == 2  # as without authentication
     assert "EXECUTE admit(" in sent[0] and "EXECUTE lock_symbol(" in sent[0]
-    with ahead_of_the_next_message(store.admission(key, "nonce-001", LATER)):
+    with ahead_of_the_next_message(store.admission(key, "nonce-001", later())):
         with pytest.raises(AuthenticationFailed):
             market.sell("1", "X", 1, 5)
     assert len(market.open_orders("1").orders) == 1
