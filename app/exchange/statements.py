@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    case,
     cast,
     exists,
     func,
@@ -136,8 +137,6 @@ def _book_and_accounts(is_buy: bool) -> Statement:
     `held` is the incoming account's position on the symbol, for a seller's check;
     `symbol_exists` whether the symbol does (its lock is taken by LOCK_SYMBOL,
     sent in the same message just before, whose rows the driver drops).
-    `new_order_id` is the incoming order's id, drawn under the symbol's lock so
-    ids grow in arrival order (an order then refused leaves a gap).
     """
     price = orders.c.limit_price
     best_first = (price, orders.c.id) if is_buy else (price.desc(), orders.c.id)
@@ -197,7 +196,6 @@ def _book_and_accounts(is_buy: bool) -> Statement:
             page.c.open_shares,
             held.label("held"),
             exists().where(symbols.c.symbol == bindparam("symbol")).label("symbol_exists"),
-            select(order_ids.next_value()).scalar_subquery().label("new_order_id"),
         )
         .select_from(locked.outerjoin(page, page.c.account_id == locked.c.id))
         .order_by(*page_best_first),
@@ -207,13 +205,16 @@ def _book_and_accounts(is_buy: bool) -> Statement:
 def _record_order(is_buy: bool) -> Statement:
     """Every write of an order placed, in one statement that returns nothing.
 
-    The order row; the fills of the resting orders it took; one execution per
-    fill, in fill order; every account's cash change (the buyer's reservation
-    and refunds, the sellers' proceeds); the shares delivered to buyers; the
+    The order row, its id drawn here, under the symbol's lock, so that ids grow
+    in arrival order and only accepted orders take one (ORDER_ID_DRAWN reads it
+    back); the fills of the resting orders it took; one execution per fill, in
+    fill order; every account's cash change (the buyer's reservation and
+    refunds, the sellers' proceeds); the shares delivered to buyers; the
     `:debit` of the incoming account's own position (a seller's reservation,
     net of what it bought from itself).
     """
-    order_id = bindparam("order_id", type_=BigInteger)
+    drawn = select(order_ids.next_value().label("id")).cte("drawn")  # once: nextval is volatile
+    order_id = select(drawn.c.id).scalar_subquery()
     placed = insert(orders).values(
         id=order_id,
         account_id=bindparam("account_id"),
@@ -292,6 +293,11 @@ OPEN_ORDER_COUNT = Statement(
 )
 
 BOOK_AND_ACCOUNTS = {is_buy: _book_and_accounts(is_buy) for is_buy in (True, False)}
+
+# The id RECORD_ORDER drew, read back after COMMIT in the same message (the
+# session's last value of the sequence: no other statement of it draws one).
+_last_order_id = func.currval(literal_column(f"'{order_ids.name}'"))
+ORDER_ID_DRAWN = Statement("order_id_drawn", select(_last_order_id.label("order_id")))
 RECORD_ORDER = {is_buy: _record_order(is_buy) for is_buy in (True, False)}
 
 
@@ -740,7 +746,11 @@ RECORD_CHILD = Statement(
         key=bindparam("key", type_=Text),
         attempt=bindparam("attempt", type_=BigInteger),
         child=bindparam("child", type_=Integer),
-        order_id=bindparam("recorded_order_id", type_=BigInteger),
+        # An order placed records the id its own statement drew, before this one.
+        order_id=case(
+            (bindparam("recorded_the_order_placed", type_=Boolean), _last_order_id),
+            else_=bindparam("recorded_order_id", type_=BigInteger),
+        ),
     ),
 )
 

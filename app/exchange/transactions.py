@@ -54,8 +54,9 @@ rows take `KEY SHARE` locks, which it does not block.
 Round trips, the cost that matters while a symbol's lock is held (BEGIN rides
 with the first statement, see app/storage/session.py): an order is 2 when the
 first page of the book holds every order it takes (lock the symbol, then, in
-the same message, read the page, lock the accounts and draw the order's id;
-write everything, with COMMIT in the same message), a cancel 2 (lock the
+the same message, read the page and lock the accounts; write everything,
+drawing the order's id, with COMMIT in the same message and the id read back
+after it: only an accepted order takes an id), a cancel 2 (lock the
 order's symbol, then cancel and refund; COMMIT), a query or a read 1. READ
 COMMITTED takes a snapshot per statement, so the book is read by a statement
 that starts after the symbol's lock is granted, never by the one that waits
@@ -435,13 +436,12 @@ class Exchange:
         settlement = settle(command, trades)
         delivered = {account: n for account, n in settlement.shares.items() if n > 0}
         debited = -min(settlement.shares.get(command.account_id, Decimal(0)), Decimal(0))
-        order_id = rows[0].new_order_id
         with _claim_kept():
-            transaction.execute_and_commit(
+            [drawn] = transaction.execute_and_commit(
                 sql.RECORD_ORDER[is_buy],
                 *_recording(child),
-                **(child.parameters(order_id) if child else {}),
-                order_id=order_id,
+                then=sql.ORDER_ID_DRAWN,
+                **(child.parameters(placed=True) if child else {}),
                 account_id=command.account_id,
                 symbol=command.symbol,
                 shares=wanted,
@@ -457,7 +457,7 @@ class Exchange:
                 delivery_shares=list(delivered.values()),
                 debit=debited,
             )
-        return Opened(order_id, len(trades), executed)
+        return Opened(drawn.order_id, len(trades), executed)
 
     def _require_room(self, transaction: Transaction, account_id: str) -> None:
         """Refuse an order of an account that has as many orders open as it may.

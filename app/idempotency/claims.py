@@ -57,13 +57,16 @@ class Child:
     index: int
     answers: bool = False
 
-    def parameters(self, order_id: int | None = None) -> dict:
+    def parameters(self, order_id: int | None = None, placed: bool = False) -> dict:
+        """Its record's parameters: the order it canceled (`order_id`), or, `placed`, the one
+        its transaction placed, whose id is drawn by the same message."""
         return {
             "scope": self.scope,
             "key": self.key,
             "attempt": self.attempt,
             "child": self.index,
             "recorded_order_id": order_id,
+            "recorded_the_order_placed": placed,
         }
 
 

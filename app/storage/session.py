@@ -96,12 +96,14 @@ def _send(
     before: str = "",
     after: str = "",
     transaction: "Transaction | None" = None,
+    then: tuple[Statement, ...] = (),
 ) -> list[tuple]:
     """Run `statements` in one message, each prepared in it the first time this
     connection runs it; the rows of the last come back.
 
     `before` and `after` travel in the same message, and so, first, do the
-    statements of every pending `Ahead`, in the order they were given. If a
+    statements of every pending `Ahead`, in the order they were given, and
+    last the statements `then`, after `after`. If a
     message preparing a statement fails, whether its PREPARE took effect is
     unknown, so the connection is discarded: the next one starts afresh.
     """
@@ -111,14 +113,15 @@ def _send(
     if aheads:
         statements = (*(s for ahead in aheads for s in ahead.statements), *statements)
         parameters = _with_parameters_of(aheads, parameters)
-    unprepared = [s for s in statements if s.name not in prepared]
+    unprepared = [s for s in (*statements, *then) if s.name not in prepared]
     definitions = "".join(f"{statement.definition}; " for statement in unprepared)
     calls = "; ".join(statement.call for statement in statements)
     if aheads and transaction is None:
         calls = f"SET LOCAL synchronous_commit TO off; {calls}"  # see Ahead
+    last = "".join(f"; {statement.call}" for statement in then)
     try:
         rows = _execute(
-            connection, f"{before}{definitions}{calls}{after}", parameters, locking=locking
+            connection, f"{before}{definitions}{calls}{after}{last}", parameters, locking=locking
         )
     except DBAPIError as error:
         if unprepared and not connection.invalidated:
@@ -303,16 +306,20 @@ class Transaction:
         """
         return self._send((first, statement), parameters)
 
-    def execute_and_commit(self, *statements: Statement, **parameters) -> None:
-        """Run statements that return no rows, and COMMIT, in the same message.
+    def execute_and_commit(
+        self, *statements: Statement, then: Statement | None = None, **parameters
+    ) -> list[tuple]:
+        """Run statements that return no rows, and COMMIT, in the same message; then
+        `then`, whose rows come back, still in that message (outside the transaction).
 
         A round trip fewer, and the locks go as soon as the writes are done.
-        (The driver keeps only a message's last result: any rows would be lost.)
-        If one fails, the rest of the message, COMMIT included, is skipped.
+        (The driver keeps only a message's last result: the statements' rows would
+        be lost.) If one fails, the rest of the message, COMMIT included, is skipped.
         """
-        self._send(statements, parameters, committing=True)
+        rows = self._send(statements, parameters, committing=True, then=(then,) if then else ())
         self.begun = False
         self._ended(committed=True)
+        return rows
 
     def commit(self) -> None:
         if self.begun:
@@ -326,7 +333,9 @@ class Transaction:
         self.begun = False
         self._ended(committed=False)
 
-    def _send(self, statements: tuple, parameters: dict, committing: bool = False) -> list[tuple]:
+    def _send(
+        self, statements: tuple, parameters: dict, committing: bool = False, then: tuple = ()
+    ) -> list[tuple]:
         before = "" if self.begun else "BEGIN; "
         self.begun = True
         self.commit_sent = self.commit_sent or committing
@@ -338,6 +347,7 @@ class Transaction:
                 before,
                 after="; COMMIT" if committing else "",
                 transaction=self,
+                then=then,
             )
         except DBAPIError:
             if committing:  # the commit's fate may be unknown: whatever rode in it goes again

@@ -12,6 +12,19 @@ def test_order_ids_are_unique_and_increasing(traders):
     assert ids == sorted(set(ids))
 
 
+def test_a_fresh_exchange_numbers_its_accepted_orders_1_2_3_whatever_is_refused_between(traders):
+    """Clients of the legacy protocol count on it: a refused order takes no id."""
+    placed = [traders.buy("1", "X", 1, 1)]
+    for refused in (
+        lambda: traders.buy("1", "X", 1, CASH + 1),
+        lambda: traders.sell("1", "X", 1, 1),
+    ):
+        with pytest.raises(Rejected):
+            refused()
+        placed.append(traders.sell("2", "X", 1, 5))
+    assert placed == [1, 2, 3]
+
+
 def test_query_of_a_new_order_shows_it_open(traders):
     order = traders.buy("1", "X", 100, 10)
     view = traders.query("1", order)

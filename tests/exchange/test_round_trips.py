@@ -20,7 +20,8 @@ def test_an_order_matching_within_the_first_page_takes_two_round_trips(traders, 
     sent.clear()
     traders.buy("1", "X", 15, 101)
     assert len(sent) == 2
-    assert sent[0].startswith("BEGIN;") and sent[-1].endswith("; COMMIT")
+    assert sent[0].startswith("BEGIN;")
+    assert sent[-1].endswith("; COMMIT; EXECUTE order_id_drawn")  # the id, read after COMMIT
 
 
 def test_the_book_is_read_by_a_statement_after_the_one_that_locks_the_symbol(traders, sent):
@@ -106,7 +107,8 @@ def test_a_keyed_order_takes_two_round_trips_as_one_without_a_key(traders, sent)
     assert len(sent) == 2
     claim, lock = sent[0].index("EXECUTE claim_key("), sent[0].index("EXECUTE lock_symbol(")
     assert claim < lock
-    assert "EXECUTE record_child(" in sent[-1] and sent[-1].endswith("; COMMIT")
+    assert "EXECUTE record_child(" in sent[-1]
+    assert sent[-1].endswith("; COMMIT; EXECUTE order_id_drawn")
 
 
 def test_a_keyed_query_takes_one_round_trip_more_to_keep_its_reply(traders, sent):
