@@ -41,6 +41,7 @@ client, at most once per address every 10 seconds (app/ratelimit.py)."""
 
 import contextlib
 import errno
+import gc
 import io
 import logging
 import os
@@ -69,6 +70,7 @@ from app.web import stages
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0
+GC_THRESHOLDS = (50_000, 50, 100)  # see _collect_garbage_seldom
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 
@@ -256,6 +258,7 @@ class ExchangeWorker(GeventWorker):
 
         self.metrics = metrics
         super().load_wsgi()
+        _collect_garbage_seldom()
         application = self.wsgi
 
         def in_turn(environ, start_response):
@@ -398,6 +401,19 @@ def _end_when_client_leaves(sock: socket.socket, stream) -> None:
         while sock.recv(4096):
             pass
     stream.end("left")
+
+
+def _collect_garbage_seldom() -> None:
+    """Spare requests most of Python's collections of garbage: they stall every greenlet.
+
+    What loading made (modules, prepared statements, the app) lives as long as
+    the worker: frozen, it is never scanned again. A request's own objects die
+    with it by reference counting, so each generation can grow far past
+    Python's defaults (700, 10, 10) before it is scanned. Measured A/B in one
+    `make bench` run: p99 over HTTP 0.87 × (90 -> 80 ms), throughput 1.04 ×.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _refuse_chunks_past(reader: ChunkedReader, limit: int) -> None:
