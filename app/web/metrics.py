@@ -46,7 +46,10 @@ STAGE_SECONDS = Histogram(
     "Where the time of requests served by a worker's slots went, by stage: arriving, queued, "
     "locking, database, application, replying (app/web/stages.py).",
     ["stage"],
-    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+    buckets=(
+        *(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.04),
+        *(0.05, 0.06, 0.08, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
+    ),
 )
 RESULTS = Counter(
     "exchange_results",
