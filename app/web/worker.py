@@ -7,8 +7,8 @@ a greenlet of its own (gevent; psycopg2 made cooperative by app/storage/waits.py
 
 - a request is read whole, headers and body, within `request_timeout` of its
   first byte, before the application runs it in one of the worker's
-  `concurrency` slots, in arrival order; one that does not arrive in time
-  is answered 408 and its connection closed;
+  `concurrency` slots, in arrival order (app/web/admission.py); one that
+  does not arrive in time is answered 408 and its connection closed;
 - once arrived, a request has `deadline` seconds, its wait for a slot
   included; past it, nothing more of it runs (its items are answered
   `deadline passed: not applied`), and no wait for the database outlasts
@@ -54,7 +54,6 @@ from http import HTTPStatus
 
 import gevent
 import gunicorn.util
-from gevent.lock import BoundedSemaphore
 from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.ggevent import GeventWorker
@@ -66,6 +65,7 @@ from app.protocol import DocumentTooLarge, render_error
 from app.ratelimit import RateLimitedWarnings, client_host
 from app.storage import waits
 from app.web import stages
+from app.web.admission import Slots
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,8 @@ class ExchangeWorker(GeventWorker):
         self._max_body_bytes = config.max_body_bytes
         self._stream_buffer_bytes = config.stream_buffer_bytes
         self._deadline_s = config.deadline
-        self._slots = BoundedSemaphore(self.cfg.threads)
-        self._read_slots = BoundedSemaphore(config.read_concurrency)
+        self._slots = Slots(self.cfg.threads)
+        self._read_slots = Slots(config.read_concurrency)
         self._open: Counter[str] = Counter()
         self.idle: set[ClientSocket] = set()  # waiting for their next request
         self.streams: weakref.WeakSet = weakref.WeakSet()  # held open, to end at shutdown
@@ -434,7 +434,7 @@ def _refuse_chunks_past(reader: ChunkedReader, limit: int) -> None:
 
 
 @contextlib.contextmanager
-def _slot(slots: BoundedSemaphore):
+def _slot(slots: Slots):
     """A slot if one frees before the deadline; else none (the request then runs nothing)."""
     taken = slots.acquire(timeout=max(deadline.remaining(), 0))
     try:
