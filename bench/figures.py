@@ -270,19 +270,26 @@ class Results:
         def versus_base(point: str) -> float | None:
             return _ratio(self.median(point), self.median(base))
 
+        def tail_ratio(point: str) -> float | None:
+            return _ratio(self.median(point, "p99_ms"), self.median(point, "p50_ms"))
+
         def peak_rss(point: str) -> float | None:
             spread = self.spread(point, "service_rss_mb")
             return spread.high if spread else None
 
         return [
-            (Target("mixed over HTTP / pgbench", minimum=0.60, stretch=0.75),
+            (Target("mixed over HTTP / pgbench", minimum=0.70, stretch=0.80),
              _ratio(self.median(base), ceiling.median if ceiling else None)),
-            (Target("mixed over TCP / mixed over HTTP", minimum=0.85), versus_base("tcp")),
+            (Target("mixed over TCP / mixed over HTTP", minimum=0.90), versus_base("tcp")),
             (Target("p99 at 32 clients over HTTP, ms", maximum=50), self.median(base, "p99_ms")),
             (Target("p99 at 32 clients over TCP, ms", maximum=50), self.median("tcp", "p99_ms")),
+            (Target("p99 / p50 over HTTP", maximum=2.5), tail_ratio(base)),
+            (Target("p99 / p50 over TCP", maximum=2.5), tail_ratio("tcp")),
+            (Target("p99 with 1 hot symbol, ms", maximum=80), self.median("hot-symbol", "p99_ms")),
             (Target("server CPU per request over HTTP, ms", maximum=1.0),
              self.cpu_per_request(base)),
-            (Target("server CPU per request over TCP, ms"), self.cpu_per_request("tcp")),
+            (Target("server CPU per request over TCP, ms", maximum=1.2),
+             self.cpu_per_request("tcp")),
             (Target("1 hot symbol / 10 symbols", minimum=0.80), versus_base("hot-symbol")),
             (Target("100k resting / empty book", minimum=0.90), versus_base("100k-resting")),
             (Target("2 cores / 1 core", minimum=1.6), _ratio(self.median(two), self.median(one))),
