@@ -324,9 +324,11 @@ class ExchangeWorker(GeventWorker):
         self._read_body(req, sock)
         sock.arrived()
         sock.stages, sock.sending_s = None, 0.0
-        keep_alive = super().handle_request(listener_name, req, sock, addr)
-        if sock.stages is not None and not sock.held_open:
-            stages.record(self.metrics.STAGE_SECONDS, sock.stages, replying=sock.sending_s)
+        try:
+            keep_alive = super().handle_request(listener_name, req, sock, addr)
+        finally:  # a connection closed after its reply ends by StopIteration
+            if sock.stages is not None and not sock.held_open:
+                stages.record(self.metrics.STAGE_SECONDS, sock.stages, replying=sock.sending_s)
         return keep_alive and not sock.held_open
 
     def handle_error(self, req, client, addr, exc) -> None:

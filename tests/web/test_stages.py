@@ -47,6 +47,13 @@ def test_each_request_served_by_a_slot_is_timed_in_every_stage(server, engine):
     )
 
 
+def test_a_request_on_a_connection_closed_after_its_reply_is_timed_too(server, engine):
+    before = stage_counts(server)
+    reply = requests.post(server, data=SETUP, headers={"Connection": "close"}, timeout=10)
+    assert reply.status_code == 200
+    assert stage_counts(server)["queued"] == before.get("queued", 0) + 1
+
+
 def test_a_wait_for_a_symbols_lock_shows_as_locking(server, engine):
     requests.post(server, data=SETUP, timeout=10)
     before = waited_at_least(server, "locking", 0.2)
