@@ -258,7 +258,9 @@ class Results:
         rss = [
             self.spread(point, "service_rss_mb").high
             for point in self.points()
-            if ours(point) == point and self.meta["points"][point]["workers"] == default_workers
+            if ours(point) == point
+            and self.meta["points"][point]["workers"] == default_workers
+            and not self.meta["points"][point].get("cluster")  # several instances: their sum
         ]
 
         attacked_rss = [
