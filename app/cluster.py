@@ -30,7 +30,7 @@ from app.local.balancer import (
     server_states,
 )
 from app.local.cluster import PROJECT
-from app.local.supervisor import ChildProcess, LocalDatabase, Part, Supervisor
+from app.local.supervisor import ChildProcess, Part, Supervisor, database_parts
 from app.run import (
     SHIM_COMMAND,
     STOP_TIMEOUT,
@@ -68,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         log.error("cannot start: %s", error)
         return 1
-    parts: list[Part] = []
-    if not environment.get("DATABASE_URL"):
-        local = cluster.Cluster.from_env(environment)
-        environment["DATABASE_URL"] = local.url()
-        parts.append(LocalDatabase(local))
+    parts = database_parts(environment)
     instances = [_instance(environment, layout, address) for address in layout.hosts]
     with tempfile.TemporaryDirectory(prefix="exchange-balancer-") as directory:
         settings = Path(directory) / "haproxy.cfg"

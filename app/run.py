@@ -20,7 +20,7 @@ from app.client.transport import TransportError, tcp_sender
 from app.config import Config, switch
 from app.endpoints import LIVENESS, reachable, web_url
 from app.local import cluster
-from app.local.supervisor import MAX_DELAY, ChildProcess, LocalDatabase, Part, Supervisor
+from app.local.supervisor import MAX_DELAY, ChildProcess, Supervisor, database_parts
 from app.shim.config import ShimConfig
 from app.web import metrics_directory
 
@@ -43,11 +43,7 @@ def main() -> int:
     except ValueError as error:
         log.error("cannot start: %s", error)
         return 1
-    parts: list[Part] = []
-    if not environment.get("DATABASE_URL"):
-        local = cluster.Cluster.from_env(environment)
-        environment["DATABASE_URL"] = local.url()
-        parts.append(LocalDatabase(local))
+    parts = database_parts(environment)
     shim_address = (reachable(shim.host), shim.port)
     parts += [
         ChildProcess(

@@ -184,6 +184,16 @@ class LocalDatabase:
         self.cluster.stop()
 
 
+def database_parts(environment: dict[str, str]) -> list[Part]:
+    """The local cluster as a part to supervise, unless DATABASE_URL names a server;
+    either way DATABASE_URL is set in `environment` for the parts that follow."""
+    if environment.get("DATABASE_URL"):
+        return []
+    local = Cluster.from_env(environment)
+    environment["DATABASE_URL"] = local.url()
+    return [LocalDatabase(local)]
+
+
 class GaveUp(Exception):
     """A part keeps dying: restarting it again would not help."""
 

@@ -41,7 +41,11 @@ def test_a_request_arriving_as_a_slot_frees_does_not_overtake_one_already_waitin
         order.append("newcomer")
         slots.release()
 
-    greenlets = [gevent.spawn(holder), *_served_in_order(slots, ["waiting"], order), gevent.spawn(newcomer)]
+    greenlets = [
+        gevent.spawn(holder),
+        *_served_in_order(slots, ["waiting"], order),
+        gevent.spawn(newcomer),
+    ]
     gevent.joinall(greenlets, raise_error=True)
     assert order == ["waiting", "newcomer"]
 
