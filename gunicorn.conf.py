@@ -3,13 +3,13 @@
 Every value can be overridden from the environment; the README lists them.
 """
 
-import multiprocessing
 import os
 import socket
 from pathlib import Path
 
 from gunicorn import glogging
 
+from app.config import request_slots, web_workers
 from app.web import metrics_directory
 
 # -- server socket: one listening socket per worker (SO_REUSEPORT), so the
@@ -27,9 +27,9 @@ reuse_port = True
 # `threads` requests run at once, in arrival order, once they have arrived
 # whole (app/web/worker.py: slow clients cost a greenlet, not a slot).
 # More processes than cores measured no faster (docs/scalability.md).
-workers = int(os.environ.get("EXCHANGE_WORKERS", multiprocessing.cpu_count()))
+workers = web_workers()
 worker_class = os.environ.get("EXCHANGE_WORKER_CLASS", "app.web.worker.ExchangeWorker")
-threads = int(os.environ.get("EXCHANGE_CONCURRENCY", 4))
+threads = request_slots()
 keepalive = int(os.environ.get("EXCHANGE_IDLE_TIMEOUT", 75))
 # Room past EXCHANGE_MAX_CONNECTIONS to accept, answer 503 and close; beyond
 # it, connections wait in the kernel's backlog.

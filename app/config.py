@@ -11,6 +11,16 @@ SWITCH = {"on": True, "1": True, "true": True, "yes": True}
 SWITCH |= {"off": False, "0": False, "false": False, "no": False, "": False}
 
 
+def web_workers(environ=os.environ) -> int:
+    """gunicorn's worker processes: one per core unless EXCHANGE_WORKERS says."""
+    return int(environ.get("EXCHANGE_WORKERS") or os.cpu_count() or 1)
+
+
+def request_slots(environ=os.environ) -> int:
+    """Requests one worker runs at once (EXCHANGE_CONCURRENCY): its slots."""
+    return int(environ.get("EXCHANGE_CONCURRENCY") or 4)
+
+
 @dataclass(frozen=True)
 class Config:
     database_url: str

@@ -52,6 +52,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from app.config import web_workers
 from app.local.cluster import PROJECT, Cluster, create_database, free_port, server_version
 from bench import figures, stages, streams, workload
 from bench.baseline import Revision, check_out, own_commands, prepare_database, remove_checkout
@@ -136,7 +137,7 @@ class Settings:
             selected=_names(selected) if selected else None,
             loadgen_cpus=loadgen,
             cpus=cpus,
-            default_workers=int(environ.get("EXCHANGE_WORKERS") or os.cpu_count()),
+            default_workers=web_workers(environ),
             fresh=environ.get("BENCH_FRESH", "") not in {"", "0"},
             baseline=environ.get("BENCH_BASELINE") or None,
             baseline_points=_names(environ.get("BENCH_BASELINE_POINTS") or "http,tcp"),

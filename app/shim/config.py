@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, fields
 
-from app.config import Config
+from app.config import Config, request_slots, web_workers
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 POSITIVE = ("idle_timeout", "upstream_timeout", "concurrency", "max_connections", "max_body_bytes")
@@ -18,7 +18,7 @@ class ShimConfig:
     keep_open: bool = False
     idle_timeout: float = 10.0
     upstream_timeout: float = 30.0
-    concurrency: int = 64
+    concurrency: int = 8  # from_env: the service's slots, see `service_slots`
     max_connections: int = 1024
     max_body_bytes: int = Config.max_body_bytes
 
@@ -32,12 +32,23 @@ class ShimConfig:
     @classmethod
     def from_env(cls, environ=os.environ) -> "ShimConfig":
         """Each setting from its variable of `SETTINGS`; unset or empty keeps the default."""
-        values = {}
+        values = {"concurrency": service_slots(environ)}
         for field in fields(cls):
             value = environ.get(SETTINGS[field.name].variable)
             if value:
                 values[field.name] = parse_flag(value) if field.type is bool else field.type(value)
         return cls(**values)
+
+
+def service_slots(environ=os.environ) -> int:
+    """The shim's default concurrency: as many requests as the service beside it runs at once.
+
+    More would only queue in the service's workers, and each worker's queue
+    grows with the share of the shim's pooled connections the kernel happened
+    to give it (22 and 10 of 32, say): the clients of the crowded worker wait
+    twice as long. Kept to the service's slots, the queue forms in the shim,
+    where requests wait in arrival order for the next free connection."""
+    return web_workers(environ) * request_slots(environ)
 
 
 @dataclass(frozen=True)

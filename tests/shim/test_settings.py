@@ -3,13 +3,13 @@
 import pytest
 
 from app.shim.__main__ import parse_args
-from app.shim.config import ShimConfig
+from app.shim.config import ShimConfig, service_slots
 from app.shim.framing import FramingError, frame_reply, parse_length
 
 
 def test_defaults_without_environment():
     config, log_level = parse_args([], environ={})
-    assert config == ShimConfig()
+    assert config == ShimConfig(concurrency=service_slots({}))
     assert (config.host, config.port, config.max_body_bytes, log_level) == (
         "127.0.0.1",
         12345,
@@ -29,6 +29,17 @@ def test_environment_gives_defaults_and_flags_override_them():
     config, _ = parse_args(["--port", "3000", "--no-keep-open"], environ)
     assert (config.port, config.keep_open, config.reply_length) == (3000, False, True)
     assert (config.idle_timeout, config.max_body_bytes) == (2.5, 4096)
+
+
+def test_requests_forwarded_at_once_are_by_default_the_services_request_slots():
+    config, _ = parse_args([], {"EXCHANGE_WORKERS": "3", "EXCHANGE_CONCURRENCY": "5"})
+    assert config.concurrency == 15
+
+
+def test_requests_forwarded_at_once_can_be_set():
+    environ = {"EXCHANGE_WORKERS": "3", "EXCHANGE_SHIM_CONCURRENCY": "64"}
+    assert parse_args([], environ)[0].concurrency == 64
+    assert parse_args(["--concurrency", "2"], environ)[0].concurrency == 2
 
 
 @pytest.mark.parametrize(
