@@ -1,9 +1,7 @@
 """Every failure for want of the database says whether it may have been applied, and comes
 within the request's deadline even when the database does not answer (app/outcomes.py)."""
 
-import contextlib
 import logging
-import threading
 import time
 
 import requests
@@ -16,6 +14,7 @@ from app.outcomes import Outcome, Unavailable, outcome_of
 from app.storage.engine import database_engine
 from app.storage.schema import create_schema
 from app.web.app import create_app
+from tests.locks import symbol_locked
 from tests.web.servers import running_gunicorn
 
 SETUP = (
@@ -43,27 +42,6 @@ def orders(engine) -> int:
         return connection.execute(text("SELECT count(*) FROM orders")).scalar_one()
 
 
-@contextlib.contextmanager
-def symbol_locked(engine):
-    """Symbol X's row locked by another session until the block ends (or HELD_S passes)."""
-    locked, done = threading.Event(), threading.Event()
-
-    def hold():
-        with engine.begin() as connection:
-            connection.execute(text("SELECT 1 FROM symbols WHERE symbol = 'X' FOR UPDATE"))
-            locked.set()
-            done.wait(HELD_S)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    locked.wait()
-    try:
-        yield
-    finally:
-        done.set()
-        holder.join()
-
-
 def deadline_client(database_url: str, **settings) -> testing.TestClient:
     config = Config(database_url=database_url, deadline=DEADLINE_S, **settings)
     client = testing.TestClient(create_app(config))
@@ -74,7 +52,7 @@ def deadline_client(database_url: str, **settings) -> testing.TestClient:
 def test_an_order_kept_waiting_for_a_lock_past_the_deadline_is_not_applied(engine, database_url):
     """PostgreSQL's lock timeout ends the wait: the transaction is rolled back, and says so."""
     client = deadline_client(database_url)
-    with symbol_locked(engine):
+    with symbol_locked(engine, "X", HELD_S):
         started = time.monotonic()
         result = client.simulate_post("/", body=BUY)
         waited = time.monotonic() - started
@@ -90,7 +68,7 @@ def test_a_transaction_failed_by_the_database_is_not_also_logged_as_slow(
 ):
     """The outage is logged once; a line per transaction it made wait would drown it."""
     client = deadline_client(database_url, slow_ms=DEADLINE_S * 100)
-    with symbol_locked(engine), caplog.at_level(logging.WARNING):
+    with symbol_locked(engine, "X", HELD_S), caplog.at_level(logging.WARNING):
         assert client.simulate_post("/", body=BUY).status_code == 503
     assert "slow transaction" not in caplog.text
 

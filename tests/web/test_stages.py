@@ -1,11 +1,8 @@
 """Where a request's time went, stage by stage, in `/metrics` of a real gunicorn."""
 
-import threading
-import time
-
 import requests
-from sqlalchemy import text
 
+from tests.locks import symbol_locked
 from tests.web.servers import scrape
 
 SETUP = (
@@ -57,17 +54,6 @@ def test_a_request_on_a_connection_closed_after_its_reply_is_timed_too(server, e
 def test_a_wait_for_a_symbols_lock_shows_as_locking(server, engine):
     requests.post(server, data=SETUP, timeout=10)
     before = waited_at_least(server, "locking", 0.2)
-    held = threading.Event()
-
-    def hold_the_symbol():
-        with engine.begin() as connection:
-            connection.execute(text("SELECT 1 FROM symbols WHERE symbol = 'LOCKED' FOR UPDATE"))
-            held.set()
-            time.sleep(HELD_S)
-
-    holder = threading.Thread(target=hold_the_symbol)
-    holder.start()
-    held.wait(10)
-    assert requests.post(server, data=ORDER, timeout=10).status_code == 200
-    holder.join()
+    with symbol_locked(engine, "LOCKED", HELD_S):  # the order waits until it is let go
+        assert requests.post(server, data=ORDER, timeout=10).status_code == 200
     assert waited_at_least(server, "locking", 0.2) == before + 1
