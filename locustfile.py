@@ -119,6 +119,14 @@ class Trading:
         clients = self.environment.parsed_options.num_users or 1
         self.trader = Trader(SHAPE, next(CLIENT_NUMBERS), clients, SEED)
 
+    def send(self, account: str, attempt) -> None:
+        """Run `attempt` (resent while not taken, with keys) and note the reply in the trader."""
+        try:
+            reply = resending(attempt, RESEND_FOR_S) if KEYED else attempt()
+        except NotTaken:
+            return
+        self.trader.record(account, reply)
+
 
 class ExchangeHttpUser(Trading, FastHttpUser):
     """A client of `POST /`, over one keep-alive connection."""
@@ -155,11 +163,7 @@ class ExchangeHttpUser(Trading, FastHttpUser):
                     response.failure(trouble)
                 return reply
 
-        try:
-            reply = resending(attempt, RESEND_FOR_S) if KEYED else attempt()
-        except NotTaken:
-            return
-        self.trader.record(account, reply)
+        self.send(account, attempt)
 
 
 class MarketDataUser(FastHttpUser):
@@ -285,11 +289,7 @@ class LegacyTcpUser(Trading, User):
                 raise NotTaken(str(exception))
             return reply
 
-        try:
-            reply = resending(attempt, RESEND_FOR_S) if KEYED else attempt()
-        except NotTaken:
-            return
-        self.trader.record(account, reply)
+        self.send(account, attempt)
 
 
 def _exchange(body: bytes) -> bytes:
