@@ -3,9 +3,8 @@
 import os
 from dataclasses import dataclass, fields
 
-from app.config import Config, request_slots, web_workers
+from app.config import SWITCH, Config, request_slots, web_workers
 
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 POSITIVE = ("idle_timeout", "upstream_timeout", "concurrency", "max_connections", "max_body_bytes")
 
 
@@ -80,4 +79,5 @@ SETTINGS = {
 
 
 def parse_flag(value: str) -> bool:
-    return value.strip().lower() in TRUE_WORDS
+    """On for the words `switch` takes as on (app/config.py); anything else is off."""
+    return SWITCH.get(value.strip().lower(), False)
