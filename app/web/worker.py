@@ -250,8 +250,8 @@ class ExchangeWorker(GeventWorker):
         nothing of it, and it is answered at once. A stream leaves its slot
         once subscribed and is written as it goes, on a connection held open,
         with no deadline. The metrics are imported here, after the fork and
-        once the worker handles signals:
-        prometheus_client gives each process files of its own.
+        once the worker handles signals: prometheus_client gives each process
+        files of its own.
         """
         from app.web import metrics
         from app.web.stream import EventStream
