@@ -34,9 +34,9 @@ class DeadlinePassed(psycopg2.OperationalError):
 
 def wait_cooperatively(connection) -> None:
     """psycopg2's wait callback under gevent, as psycogreen's, but ending at the deadline."""
+    passed = DeadlinePassed("the request's deadline passed while waiting for the database")
     while (state := connection.poll()) != extensions.POLL_OK:
         left = deadline.remaining()
-        passed = DeadlinePassed("the request's deadline passed while waiting for the database")
         if left is not None and left <= 0:
             raise passed
         if state == extensions.POLL_READ:
