@@ -63,6 +63,7 @@ from bench.service import (
     ClusterService,
     Service,
     machine_busy_s,
+    market_polls,
     tier_usage,
     usage,
 )
@@ -476,8 +477,8 @@ class Bench:
         )
         if point.auth:
             environment["LOAD_AUTH_KEYS"] = str(self._keys)
-        commits_before, polls_before = self._commits(service), service.market_polls()
-        stages_before = stages.buckets(service.metrics())
+        scraped_before = service.metrics()  # read once for the polls and the stages
+        commits_before = self._commits(service)
         server_pids = service.service_pids() + service.database_pids()
         idle_pids = [
             pid for other in self.services if other is not service for pid in other.service_pids()
@@ -512,8 +513,9 @@ class Bench:
         # The load generator's CPU: locust's, and the attack's (counted once it has exited).
         loadgen_cpu = (_children_cpu_s() - children_before) / (time.monotonic() - loading_since)
         commits = self._commits(service) - commits_before
-        polls = service.market_polls() - polls_before
-        spent = stages.quantiles(stages_before, stages.buckets(service.metrics()))
+        scraped = service.metrics()
+        polls = market_polls(scraped) - market_polls(scraped_before)
+        spent = stages.quantiles(stages.buckets(scraped_before), stages.buckets(scraped))
         stats = aggregated(Path(f"{prefix}_stats.csv"))
         reached = streams.delays(Path(f"{prefix}_arrivals.csv"), self._query(service))
         return {

@@ -153,12 +153,6 @@ class Service:
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
             return response.read().decode()
 
-    def market_polls(self) -> float:
-        """The polls its market feeds have made so far (app/market/feed.py), from /metrics."""
-        scraped = self.metrics()
-        found = re.search(r"^exchange_market_poll_duration_seconds_count (\S+)$", scraped, re.M)
-        return float(found[1]) if found else 0.0
-
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=5) as response:
@@ -300,3 +294,10 @@ def machine_busy_s() -> float:
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle and iowait
     return (sum(fields[:8]) - idle) / TICKS_PER_S
+
+
+def market_polls(scraped: str) -> float:
+    """The polls a service's market feeds have made so far (app/market/feed.py), from a
+    scrape of its /metrics."""
+    found = re.search(r"^exchange_market_poll_duration_seconds_count (\S+)$", scraped, re.M)
+    return float(found[1]) if found else 0.0
